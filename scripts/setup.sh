@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Idempotent setup: virtualenv, pinned CPU torch, the package with its extras, and (where apt exists and the
+# data is missing) Debian's Fashion-MNIST. Safe to run any number of times; it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+TORCH_VERSION="2.13.0"
+say() { echo "[setup] $*" >&2; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtualenv $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check -q)
+
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
+  say "installing torch==$TORCH_VERSION (never an unpinned torch: that pulls GBs of CUDA wheels)"
+  "${PIP[@]}" install "torch==$TORCH_VERSION"
+fi
+
+stamp="$VENV/.delusive-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! "$PY" -c "import delusive" 2>/dev/null; then
+  say "installing delusive (editable) with its dev and mnist extras"
+  "${PIP[@]}" install -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$PY" -c "import delusive, torch; assert torch.__version__.split('+')[0] == '$TORCH_VERSION'"
+  echo "$want" > "$stamp"
+fi
+
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ] && [ -z "${DELUSIVE_DATA:-}" ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing Debian package dataset-fashion-mnist"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    say "installing Debian package dataset-fashion-mnist (sudo)"
+    sudo -n apt-get update -qq >/dev/null && sudo -n apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    say "Fashion-MNIST not found at $FMNIST: install the Debian package dataset-fashion-mnist or set DELUSIVE_DATA"
+  fi
+fi
+say "ready: $("$PY" -c 'import delusive, torch; print("delusive", delusive.__version__, "torch", torch.__version__)')"

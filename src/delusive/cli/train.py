@@ -1,0 +1,175 @@
+"""``delusive train``: fit a model with standard training or a defense; write model, config and metrics."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import delusive
+from delusive.cli.common import (
+    UsageError,
+    add_data_args,
+    fraction_text,
+    nonneg_int,
+    parse_params,
+    positive_float,
+    positive_int,
+    subset_indices,
+)
+from delusive.data import dataset_info, load_dataset
+from delusive.defenses import SCHEDULES, TrainConfig, create_objective, fit, objective_names
+from delusive.evaluation import evaluate, natural_accuracy
+from delusive.models import DEFAULT_MODEL, create_model, model_names, save_model
+from delusive.runtime import PRECISIONS
+from delusive.threat import NORMS, default_budget, make_threat
+from delusive.utils import atomic_write_json, config_hash
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (standard training or a defense) and evaluate it",
+                       description="Train on a clean dataset or on a poison artifact (--poison) with standard "
+                       "training or a defense, then evaluate natural and robust accuracy on the clean test set.")
+    add_data_args(p)
+    p.add_argument("--poison", default=None, metavar="DIR",
+                   help="train on this poison artifact (delusive poison) instead of the clean training split")
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=model_names())
+    p.add_argument("--defense", default="standard", choices=objective_names(),
+                   help="training objective (default: standard)")
+    p.add_argument("--norm", choices=NORMS, default=None,
+                   help="the defense's threat model (independent of any poison's); default per dataset")
+    p.add_argument("--eps", type=fraction_text("--eps"), default=None,
+                   help="the defense's budget, e.g. 0.1 or 8/255; default per dataset")
+    p.add_argument("--steps", type=nonneg_int("--steps"), default=None, help="PGD steps of the defense")
+    p.add_argument("--rel-step-size", type=positive_float("--rel-step-size"), default=None,
+                   help="defense PGD step as a fraction of eps (default 0.2 = eps/5)")
+    p.add_argument("--defense-param", action="append", metavar="KEY=VALUE",
+                   help="extra defense hyperparameter (repeatable), e.g. beta=6")
+    add_train_args(p)
+    add_eval_args(p)
+    p.add_argument("--out", required=True, help="output directory (resumes if it holds a checkpoint of this run)")
+    p.set_defaults(func=run)
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p.add_argument("--epochs", type=positive_int("--epochs"), default=d.epochs)
+    p.add_argument("--batch-size", type=positive_int("--batch-size"), default=d.batch_size)
+    p.add_argument("--lr", type=positive_float("--lr"), default=d.lr)
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    p.add_argument("--train-subset", type=positive_int("--train-subset"), default=None,
+                   help="train on a seeded random subset of this many examples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default, bit-reproducible) or bf16 autocast (faster only on CPUs with bf16)")
+    p.add_argument("--crop-padding", type=nonneg_int("--crop-padding"), default=None,
+                   help="random-crop padding (default per dataset: 4 for CIFAR-10/SVHN, 0 for 28×28 sets)")
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (default per dataset: off for digits and Fashion-MNIST)")
+
+
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-norm", choices=NORMS, default=None, help="robust-accuracy threat (default: the defense's)")
+    p.add_argument("--eval-eps", type=fraction_text("--eval-eps"), default=None)
+    p.add_argument("--eval-steps", type=nonneg_int("--eval-steps"), default=20)
+    p.add_argument("--eval-restarts", type=positive_int("--eval-restarts"), default=1)
+    p.add_argument("--robust-subset", type=positive_int("--robust-subset"), default=None,
+                   help="evaluate robust accuracy on the first N test images only")
+
+
+def eval_threat(args: argparse.Namespace, dataset: str):  # type: ignore[no-untyped-def]
+    norm, eps = default_budget(dataset)
+    if getattr(args, "norm", None) is not None or getattr(args, "eps", None) is not None:
+        norm, eps = args.norm or norm, args.eps or eps
+    return make_threat(args.eval_norm or norm, args.eval_eps or eps)
+
+
+def build_objective(args: argparse.Namespace, dataset: str):  # type: ignore[no-untyped-def]
+    norm, eps = default_budget(dataset)
+    params = parse_params(args.defense_param, "--defense-param")
+    if args.steps is not None:
+        params["steps"] = args.steps
+    if args.rel_step_size is not None:
+        params["rel_step_size"] = args.rel_step_size
+    try:
+        return create_objective(args.defense, args.norm or norm, args.eps or eps, **params)
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    info = dataset_info(args.dataset)
+    objective = build_objective(args, args.dataset)
+    try:
+        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                          weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
+                          precision=args.precision,
+                          crop_padding=info.crop_padding if args.crop_padding is None else args.crop_padding,
+                          hflip=info.hflip if args.hflip is None else args.hflip)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    train_set, poison_meta = load_training_set(args)
+    test_set = load_dataset(args.dataset, "test", root=args.data_root)
+    idx = subset_indices(len(train_set), args.train_subset, args.seed)
+    if idx is not None:
+        train_set = train_set.subset(idx)
+    torch.manual_seed(args.seed)
+    c, h, _ = train_set.shape
+    model = create_model(args.model, train_set.num_classes, c, h, seed=args.seed)
+    threat = eval_threat(args, args.dataset)
+    config: dict[str, Any] = {
+        "dataset": args.dataset, "train_size": len(train_set), "train_sha256": train_set.sha256(),
+        "test_sha256": test_set.sha256(), "poison": poison_meta, "model": args.model,
+        "defense": objective.describe(), "train": cfg.to_dict(),
+        "eval": {"threat": threat.describe(), "steps": args.eval_steps, "restarts": args.eval_restarts,
+                 "robust_subset": args.robust_subset},
+        "versions": versions(),
+    }
+    config["run_id"] = config_hash({k: v for k, v in config.items() if k != "versions"})
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", config)
+    print(f"training {args.model} on {args.dataset} ({len(train_set)} images"
+          f"{', poison ' + poison_meta['attack'] if poison_meta else ''}) with {objective.name}"
+          f"{' ' + repr(objective.threat) if objective.threat else ''} for {cfg.epochs} epochs -> {out}",
+          file=sys.stderr)
+
+    def per_epoch(m: torch.nn.Module, epoch: int) -> dict[str, float]:
+        return {"test_natural_accuracy": natural_accuracy(m, test_set)}
+
+    result = fit(model, train_set, objective, cfg, checkpoint_dir=out, eval_fn=per_epoch, desc="train")
+    metrics = evaluate(model, test_set, threat, steps=args.eval_steps, restarts=args.eval_restarts,
+                       robust_limit=args.robust_subset, seed=args.seed, precision=args.precision)
+    metrics.update(train_time_s=result.wall_time_s, epochs=cfg.epochs, run_id=config["run_id"])
+    save_model(model, out / "model.pt", {"arch": args.model, "num_classes": train_set.num_classes,
+                                          "in_channels": c, "image_size": h},
+               {"dataset": args.dataset, "run_id": config["run_id"]})
+    atomic_write_json(out / "history.json", result.history)
+    atomic_write_json(out / "metrics.json", metrics)
+    print(f"natural_accuracy {metrics['natural_accuracy']:.4f}  robust_accuracy {metrics['robust_accuracy']:.4f} "
+          f"({threat!r}, PGD-{args.eval_steps})  train time {result.wall_time_s:.1f}s")
+    return 0
+
+
+def load_training_set(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The clean training split, or the verified poison artifact given by --poison."""
+    if args.poison is None:
+        return load_dataset(args.dataset, "train", root=args.data_root), None
+    try:
+        from delusive.attacks import load_for_training
+    except ImportError:
+        raise UsageError("--poison: poison artifacts are not supported by this build") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        return load_for_training(args.poison, args.dataset, args.data_root, defense=build_objective(args, args.dataset))
+
+
+def versions() -> dict[str, str]:
+    return {"delusive": delusive.__version__, "torch": torch.__version__, "python": platform.python_version()}

@@ -1,0 +1,62 @@
+"""Training hyperparameters (SGD with momentum, weight decay, piecewise or cosine schedule)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from delusive.runtime import PRECISIONS
+
+SCHEDULES = ("piecewise", "cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and schedule. Milestones are fractions of training: the reference's 100 and 125 of 150
+    epochs are (2/3, 5/6); the rate is set per iteration from the fractional position, so short CPU runs get
+    the same shape of schedule as long GPU runs."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "piecewise"
+    milestones: tuple[float, ...] = (2 / 3, 5 / 6)
+    gamma: float = 0.1
+    seed: int = 0
+    crop_padding: int = 0
+    hflip: bool = False
+    precision: str = "fp32"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", "an integer >= 1"),
+            (self.batch_size >= 1, "batch_size", "an integer >= 1"),
+            (self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0"),
+            (0 <= self.momentum < 1, "momentum", "in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay", "a number >= 0"),
+            (self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}"),
+            (all(0 < m < 1 for m in self.milestones), "milestones", "fractions in (0, 1)"),
+            (0 < self.gamma <= 1, "gamma", "in (0, 1]"),
+            (self.crop_padding >= 0, "crop_padding", "an integer >= 0"),
+            (self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
+        ]
+        for ok, name, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name}: must be {allowed}, got {getattr(self, name)!r}")
+
+    def lr_at(self, progress: float) -> float:
+        """Learning rate at ``progress`` ∈ [0, 1) of training."""
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        if self.schedule == "piecewise":
+            return self.lr * self.gamma ** sum(progress >= m for m in self.milestones)
+        return self.lr
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d

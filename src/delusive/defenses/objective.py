@@ -1,0 +1,143 @@
+"""The objective interface of the one training loop, its registry, and the two base objectives.
+
+``standard`` minimises the natural risk (Eq. 1); ``pgd_at`` minimises the adversarial risk (Eq. 2) with
+Madry et al.'s PGD inner maximisation, which by Theorem 1 bounds the natural risk on the clean distribution
+when the training data sits within the defender's ε of it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from delusive.perturb import pgd
+from delusive.registry import Registry
+from delusive.runtime import eval_mode
+from delusive.threat import ThreatModel, make_threat
+
+
+@dataclass
+class StepOutput:
+    """What an objective returns for one batch: the loss to minimise and the logits it trained on."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class Objective:
+    """A training objective: ``loss`` maps a batch to a scalar loss. Subclasses declare their params in
+    ``__init__`` keyword defaults; those defaults are the documented values of the original papers."""
+
+    name: ClassVar[str] = ""
+    needs_threat: ClassVar[bool] = True
+
+    def __init__(self, threat: ThreatModel | None) -> None:
+        if self.needs_threat and threat is None:
+            raise ValueError(f"defense {self.name!r} needs a threat model: give --defense-norm and --defense-eps")
+        self.threat = threat
+        self.epoch = 0
+        self.epochs = 1
+
+    def begin_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before each epoch (curricula such as FAT's τ schedule or GAIRAT's warm-up use it)."""
+        self.epoch, self.epochs = epoch, epochs
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+             generator: torch.Generator) -> StepOutput:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """The objective's hyperparameters (part of a run's identity)."""
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k not in ("self", "threat")}
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "params": self.params()}
+        if self.threat is not None:
+            d["threat"] = self.threat.describe()
+        return d
+
+
+OBJECTIVES: Registry[type[Objective]] = Registry("defense")
+
+
+@OBJECTIVES.register("standard")
+class Standard(Objective):
+    """Standard training (ST): cross-entropy on the training inputs as given."""
+
+    name = "standard"
+    needs_threat = False
+
+    def __init__(self, threat: ThreatModel | None = None) -> None:
+        super().__init__(threat)
+
+    def loss(self, model, x, y, idx, generator):  # type: ignore[no-untyped-def]
+        logits = model(x)
+        return StepOutput(F.cross_entropy(logits.float(), y), logits)
+
+
+@OBJECTIVES.register("pgd_at")
+class PGDAT(Objective):
+    """PGD adversarial training (Madry et al. 2018) as in the reference: K steps of ``rel_step_size``·ε
+    from one random start, attack with the model in eval mode, CE on the adversarial examples only."""
+
+    name = "pgd_at"
+
+    def __init__(self, threat: ThreatModel | None, steps: int = 7, rel_step_size: float = 0.2,
+                 random_start: bool = True) -> None:
+        super().__init__(threat)
+        if steps < 0:
+            raise ValueError(f"steps: must be >= 0, got {steps}")
+        if rel_step_size <= 0:
+            raise ValueError(f"rel_step_size: must be > 0, got {rel_step_size}")
+        self.steps, self.rel_step_size, self.random_start = int(steps), float(rel_step_size), bool(random_start)
+
+    def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    generator: torch.Generator) -> torch.Tensor:
+        assert self.threat is not None
+        with eval_mode(model):
+            res = pgd(model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
+                      random_start=self.random_start, generator=generator)
+        return res.x_adv
+
+    def loss(self, model, x, y, idx, generator):  # type: ignore[no-untyped-def]
+        logits = model(self.adversarial(model, x, y, generator))
+        return StepOutput(F.cross_entropy(logits.float(), y), logits)
+
+
+def objective_names() -> list[str]:
+    return OBJECTIVES.names()
+
+
+def create_objective(name: str, norm: str | None = None, eps: str | float | None = None,
+                     **params: Any) -> Objective:
+    """Build defense ``name`` with its own threat model (never coupled to an attack's) and params.
+
+    Unknown params are an error naming the allowed ones.
+    """
+    cls = OBJECTIVES.get(name)
+    sig = inspect.signature(cls.__init__)
+    allowed = [k for k in sig.parameters if k not in ("self", "threat")]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"defense {name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(allowed) or 'none'}")
+    threat = None
+    if cls.needs_threat:
+        if norm is None or eps is None:
+            raise ValueError(f"defense {name!r} needs a threat model: give its norm and eps "
+                             f"(e.g. --defense-norm linf --defense-eps 0.1)")
+        threat = make_threat(norm, eps)
+    for k, v in params.items():
+        default = sig.parameters[k].default
+        if isinstance(default, bool) and not isinstance(v, bool):
+            raise ValueError(f"defense {name!r}: {k} must be true or false, got {v!r}")
+        if isinstance(default, int | float) and not isinstance(default, bool) and not isinstance(v, int | float):
+            raise ValueError(f"defense {name!r}: {k} must be a number, got {v!r}")
+    return cls(threat, **params)

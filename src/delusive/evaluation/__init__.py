@@ -1,0 +1,12 @@
+"""Evaluation: natural, robust and per-class accuracy on clean test data, plus model sanity checks."""
+
+from delusive.evaluation.metrics import (
+    evaluate,
+    natural_accuracy,
+    per_class_accuracy,
+    predict,
+    robust_predictions,
+    sanity_warnings,
+)
+
+__all__ = ["evaluate", "natural_accuracy", "per_class_accuracy", "predict", "robust_predictions", "sanity_warnings"]

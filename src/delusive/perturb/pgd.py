@@ -1,0 +1,161 @@
+"""Projected gradient descent/ascent over a threat model: the single engine of the package.
+
+Maximising a loss gives adversarial examples (PGD-AT's inner problem, Eq. 2; robust evaluation);
+minimising it toward a target gives P1 (target t(y)) and P2 (target y) of Section 4. The engine also
+returns per-sample facts that AT variants need: the final loss, the first iterate at which each example was
+misclassified (FAT's early stop, Zhang et al. 2020) and the number of iterates it stayed correct (GAIRAT's
+geometry value κ, Zhang et al. 2021).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from delusive.perturb.losses import LossFn, resolve_loss
+from delusive.threat import ThreatModel
+
+
+@dataclass
+class PGDResult:
+    """Per-sample outcome of :func:`pgd` (tensors of length N except ``x_adv``)."""
+
+    x_adv: torch.Tensor
+    loss: torch.Tensor
+    first_misclassified: torch.Tensor  # iterate index 0..steps at which argmax != y_true first held; -1: never
+    num_correct: torch.Tensor  # iterates 0..steps-1 (those a step was taken from) classified correctly: κ
+    steps_taken: torch.Tensor  # gradient steps actually applied to each example (< steps when early-stopped)
+    misclassified: torch.Tensor  # bool: argmax at x_adv differs from y_true (all False when nothing is tracked)
+
+
+def pgd(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    threat: ThreatModel,
+    *,
+    steps: int,
+    step_size: float | None = None,
+    rel_step_size: float = 0.2,
+    loss: str | LossFn = "ce",
+    maximize: bool = True,
+    random_start: bool = False,
+    restarts: int = 1,
+    y_true: torch.Tensor | None = None,
+    early_stop_tau: int | None = None,
+    generator: torch.Generator | None = None,
+    x_init: torch.Tensor | None = None,
+) -> PGDResult:
+    """Run PGD on ``loss(model(x'), labels)`` over B(x, ε) ∩ [0,1].
+
+    ``maximize=True`` ascends (untargeted attack); ``maximize=False`` descends (targeted toward ``labels``).
+    The step is ``step_size`` or ``rel_step_size·ε`` along the threat's steepest direction, followed by
+    projection; the last iterate is kept. ``restarts`` runs start each from the clean input (with a fresh
+    random start when ``random_start``) and keep, per sample, the run that misclassified ``y_true`` (when
+    maximising) or else has the better final loss. ``early_stop_tau`` freezes an example once it has been
+    misclassified at more than ``tau`` iterates (FAT's PGD-K-τ); ``x_init`` replaces the random start
+    (TRADES starts from a small Gaussian). The model's mode is the caller's choice (attacks use eval mode);
+    gradients are taken with respect to the input only.
+    """
+    if steps < 0:
+        raise ValueError(f"steps: must be >= 0, got {steps}")
+    if restarts < 1:
+        raise ValueError(f"restarts: must be >= 1, got {restarts}")
+    if early_stop_tau is not None and early_stop_tau < 0:
+        raise ValueError(f"early_stop_tau: must be >= 0 or None, got {early_stop_tau}")
+    loss_fn = resolve_loss(loss)
+    alpha = float(step_size) if step_size is not None else rel_step_size * threat.eps
+    x = x.detach()
+    track = y_true if y_true is not None else (labels if maximize else None)
+
+    best: PGDResult | None = None
+    for _ in range(restarts):
+        run = _single_run(model, x, labels, threat, steps, alpha, loss_fn, maximize, random_start, track,
+                          early_stop_tau, generator, x_init)
+        best = run if best is None else _keep_better(best, run, maximize, track is not None and maximize)
+    assert best is not None
+    return best
+
+
+def _single_run(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    threat: ThreatModel,
+    steps: int,
+    alpha: float,
+    loss_fn: LossFn,
+    maximize: bool,
+    random_start: bool,
+    track: torch.Tensor | None,
+    tau: int | None,
+    generator: torch.Generator | None,
+    x_init: torch.Tensor | None,
+) -> PGDResult:
+    n = x.shape[0]
+    if x_init is not None:
+        x_adv = threat.project(x_init.detach(), x)
+    elif random_start:
+        x_adv = threat.random_init(x, generator)
+    else:
+        x_adv = x.clone()
+    first_mis = torch.full((n,), -1, dtype=torch.long, device=x.device)
+    num_correct = torch.zeros(n, dtype=torch.long, device=x.device)
+    taken = torch.zeros(n, dtype=torch.long, device=x.device)
+    mis_count = torch.zeros(n, dtype=torch.long, device=x.device)
+    active = torch.ones(n, dtype=torch.bool, device=x.device)
+    sign = 1.0 if maximize else -1.0
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        for t in range(steps + 1):
+            need_grad = t < steps
+            x_adv.requires_grad_(need_grad)
+            with torch.set_grad_enabled(need_grad):
+                logits = model(x_adv)
+                per_sample = loss_fn(logits, labels)
+            if track is not None:
+                wrong = logits.detach().argmax(1) != track
+                first_mis = torch.where((first_mis < 0) & wrong, torch.full_like(first_mis, t), first_mis)
+                if need_grad:
+                    num_correct += (~wrong).long()
+                if tau is not None:
+                    # FAT: an example misclassified with no budget left stops here; otherwise spend budget.
+                    stop_now = wrong & active & (mis_count >= tau)
+                    mis_count += (wrong & active).long()
+                    active &= ~stop_now
+            if not need_grad:
+                final_loss = per_sample.detach().float()
+                final_wrong = wrong if track is not None else torch.zeros(n, dtype=torch.bool, device=x.device)
+                break
+            (grad,) = torch.autograd.grad(per_sample.sum(), x_adv)
+            with torch.no_grad():
+                stepped = threat.project(x_adv + sign * alpha * threat.direction(grad), x)
+                mask = active.view(-1, *([1] * (x.dim() - 1)))
+                x_adv = torch.where(mask, stepped, x_adv.detach())
+                taken += active.long()
+        else:  # pragma: no cover - loop always breaks at t == steps
+            raise AssertionError
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    return PGDResult(x_adv.detach(), final_loss, first_mis, num_correct, taken, final_wrong)
+
+
+def _keep_better(a: PGDResult, b: PGDResult, maximize: bool, prefer_misclassified: bool) -> PGDResult:
+    """Per-sample choice between two restarts."""
+    better = b.loss > a.loss if maximize else b.loss < a.loss
+    if prefer_misclassified:
+        a_wrong, b_wrong = a.misclassified, b.misclassified
+        better = torch.where(a_wrong != b_wrong, b_wrong, better)
+    m = better.view(-1, *([1] * (a.x_adv.dim() - 1)))
+    return PGDResult(
+        torch.where(m, b.x_adv, a.x_adv),
+        torch.where(better, b.loss, a.loss),
+        torch.where(better, b.first_misclassified, a.first_misclassified),
+        torch.where(better, b.num_correct, a.num_correct),
+        torch.where(better, b.steps_taken, a.steps_taken),
+        torch.where(better, b.misclassified, a.misclassified),
+    )

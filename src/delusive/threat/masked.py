@@ -1,0 +1,70 @@
+"""Region-masked threat model: perturb only inside a mask, with the base ball's own ε.
+
+Section 5.3 of the paper (MNIST-CIFAR): the MNIST half is a non-robust region (ℓ∞, ε = 1) and the CIFAR half
+may not move at all, i.e. B = {x' : ‖x_m − x'_m‖∞ + ∞·‖x_c − x'_c‖∞ ≤ 1}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from delusive.threat.balls import ThreatModel
+
+
+class Masked(ThreatModel):
+    """``base`` restricted to the pixels where ``mask`` is 1 (mask broadcastable to one image C×H×W)."""
+
+    def __init__(self, base: ThreatModel, mask: torch.Tensor) -> None:
+        mask = torch.as_tensor(mask, dtype=torch.float32)
+        if mask.dim() not in (2, 3):
+            raise ValueError(f"mask: expected H×W or C×H×W, got shape {tuple(mask.shape)}")
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError("mask: values must be 0 or 1")
+        super().__init__(base.eps, base.eps_text)
+        self.base = base
+        self.mask = mask
+        self.norm_name = f"masked-{base.norm_name}"
+
+    def _m(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mask.to(dtype=t.dtype, device=t.device)
+
+    def norm(self, delta: torch.Tensor) -> torch.Tensor:
+        return self.base.norm(delta * self._m(delta))
+
+    def project_delta(self, delta: torch.Tensor) -> torch.Tensor:
+        return self.base.project_delta(delta * self._m(delta))
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        return self.base.direction(grad * self._m(grad)) * self._m(grad)
+
+    def sample_delta(self, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.project_delta(self.base.sample_delta(like, generator))
+
+    def contains(self, x_adv: torch.Tensor, x_clean: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
+        outside = (x_adv - x_clean) * (1 - self._m(x_adv))
+        still = outside.reshape(outside.shape[0], -1).abs().amax(1) <= tol
+        return super().contains(x_adv, x_clean, tol) & still
+
+    def describe(self) -> dict[str, Any]:
+        d = self.base.describe()
+        d.update(norm=self.norm_name, mask_fraction=float(self.mask.mean()), mask_shape=list(self.mask.shape))
+        return d
+
+
+def half_mask(shape: tuple[int, int, int], part: str = "top") -> torch.Tensor:
+    """A C×H×W mask selecting the ``top``/``bottom``/``left``/``right`` half of an image."""
+    c, h, w = shape
+    m = torch.zeros(c, h, w)
+    if part == "top":
+        m[:, : h // 2] = 1
+    elif part == "bottom":
+        m[:, h // 2 :] = 1
+    elif part == "left":
+        m[:, :, : w // 2] = 1
+    elif part == "right":
+        m[:, :, w // 2 :] = 1
+    else:
+        raise ValueError(f"part: expected top, bottom, left or right, got {part!r}")
+    return m

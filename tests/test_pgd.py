@@ -1,0 +1,97 @@
+"""The one PGD engine: loss goes up when maximising, down when minimising; feasibility; seeds; per-sample
+outputs used by FAT and GAIRAT."""
+
+import pytest
+import torch
+from torch import nn
+
+from delusive.perturb import cross_entropy, pgd
+from delusive.threat import L2Ball, LinfBall
+
+
+def _setup(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    x = torch.rand(16, 1, 8, 8, generator=g)
+    y = torch.randint(0, 4, (16,), generator=g)
+    return model, x, y
+
+
+@pytest.mark.parametrize("threat", [LinfBall(0.1), L2Ball(1.0)], ids=repr)
+def test_maximising_increases_and_minimising_decreases_loss(threat):
+    model, x, y = _setup()
+    with torch.no_grad():
+        base = cross_entropy(model(x), y)
+    up = pgd(model, x, y, threat, steps=10)
+    down = pgd(model, x, y, threat, steps=10, maximize=False)
+    assert float(up.loss.mean()) > float(base.mean()) + 1e-3
+    assert float(down.loss.mean()) < float(base.mean()) - 1e-3
+    assert bool((up.loss >= base - 1e-5).all())
+    for r in (up, down):
+        assert bool(threat.contains(r.x_adv, x).all())
+
+
+def test_targeted_attack_moves_toward_target():
+    model, x, y = _setup(1)
+    target = (y + 1) % 4
+    with torch.no_grad():
+        before = cross_entropy(model(x), target)
+    res = pgd(model, x, target, LinfBall(0.3), steps=20, maximize=False)
+    assert float(res.loss.mean()) < float(before.mean())
+
+
+def test_deterministic_under_seed_and_restarts_start_from_clean():
+    model, x, y = _setup(2)
+    kw = dict(steps=5, random_start=True, restarts=3)
+    a = pgd(model, x, y, LinfBall(0.1), generator=torch.Generator().manual_seed(7), **kw)
+    b = pgd(model, x, y, LinfBall(0.1), generator=torch.Generator().manual_seed(7), **kw)
+    assert torch.equal(a.x_adv, b.x_adv)
+    one = pgd(model, x, y, LinfBall(0.1), steps=5, random_start=True, generator=torch.Generator().manual_seed(7))
+    # restarts keep per sample the highest loss, so never worse than the first restart alone
+    assert bool((a.loss >= one.loss - 1e-6).all())
+
+
+def test_parameters_untouched_and_grad_flags_restored():
+    model, x, y = _setup(3)
+    before = [p.detach().clone() for p in model.parameters()]
+    pgd(model, x, y, LinfBall(0.1), steps=3)
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_zero_steps_and_zero_eps_return_the_clean_input():
+    model, x, y = _setup(4)
+    assert torch.equal(pgd(model, x, y, LinfBall(0.1), steps=0).x_adv, x)
+    assert torch.equal(pgd(model, x, y, LinfBall(0.0), steps=5, random_start=True).x_adv, x)
+
+
+def test_per_sample_outputs_and_early_stop():
+    model, x, y = _setup(5)
+    full = pgd(model, x, y, LinfBall(0.5), steps=10)
+    with torch.no_grad():
+        wrong0 = model(x).argmax(1) != y
+    assert torch.equal(full.first_misclassified == 0, wrong0)
+    assert bool((full.num_correct <= 10).all()) and bool((full.steps_taken == 10).all())
+    # κ counts correct iterates before the first misclassification at least
+    never = full.first_misclassified < 0
+    assert bool((full.num_correct[never] == 10).all())
+    stopped = pgd(model, x, y, LinfBall(0.5), steps=10, early_stop_tau=0)
+    hit = full.first_misclassified >= 0
+    # with τ = 0 an example stops at its first misclassified iterate
+    assert torch.equal(stopped.steps_taken[hit], full.first_misclassified[hit])
+    assert bool(stopped.misclassified[hit].all())
+    # τ ≥ K never stops anything: identical to plain PGD
+    late = pgd(model, x, y, LinfBall(0.5), steps=10, early_stop_tau=10)
+    assert torch.equal(late.x_adv, full.x_adv)
+
+
+def test_bad_arguments_are_rejected():
+    model, x, y = _setup()
+    with pytest.raises(ValueError, match="steps"):
+        pgd(model, x, y, LinfBall(0.1), steps=-1)
+    with pytest.raises(ValueError, match="restarts"):
+        pgd(model, x, y, LinfBall(0.1), steps=1, restarts=0)
+    with pytest.raises(ValueError, match="loss"):
+        pgd(model, x, y, LinfBall(0.1), steps=1, loss="nope")
