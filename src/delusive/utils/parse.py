@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import re
 
-_FRACTION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))?\s*$")
+_NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+_FRACTION = re.compile(rf"^\s*{_NUMBER}\s*(?:/\s*{_NUMBER})?\s*$")
 
 
 def parse_fraction(value: str | float | int, name: str = "value") -> float:
