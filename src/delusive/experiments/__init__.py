@@ -1,0 +1,1 @@
+"""Experiments: sweeps, the run store, crafting-model cache, reports."""
