@@ -1,0 +1,170 @@
+"""Reports of a sweep: Markdown and CSV tables (rows: training method, columns: attacks, mean ± std over
+seeds, the clean-data baseline included), a bar chart like the paper's Figure 4, and training curves."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from delusive.utils import atomic_write, atomic_write_text
+
+ATTACK_ORDER = ("clean", "L2C", "P1", "P2", "P3", "P4", "P5")
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1; 0 for a single seed)."""
+    n = len(values)
+    m = sum(values) / n
+    if n < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+
+
+def _order(values: list[str], preferred: tuple[str, ...] = ()) -> list[str]:
+    seen: list[str] = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return sorted(seen, key=lambda v: (preferred.index(v) if v in preferred else len(preferred), seen.index(v)))
+
+
+def aggregate(records: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], dict[str, float]]:
+    """(defense label, attack) → {mean, std, n} of ``metric`` (a fraction) over seeds, in percent."""
+    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in records:
+        groups[(r["defense"], r["attack"])].append(100.0 * float(r[metric]))
+    out = {}
+    for key, vals in groups.items():
+        m, s = mean_std(vals)
+        out[key] = {"mean": m, "std": s, "n": len(vals)}
+    return out
+
+
+def format_cell(stat: dict[str, float] | None) -> str:
+    if stat is None:
+        return "—"
+    if stat["n"] < 2:
+        return f"{stat['mean']:.2f}"
+    return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+
+
+def table_markdown(records: list[dict[str, Any]], metric: str = "natural_accuracy", title: str = "") -> str:
+    rows = _order([r["defense"] for r in records])
+    cols = _order([r["attack"] for r in records], ATTACK_ORDER)
+    stats = aggregate(records, metric)
+    times: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        times[r["defense"]].append(float(r.get("train_time_s", 0.0)))
+    lines = []
+    if title:
+        lines += [f"**{title}**", ""]
+    lines.append("| training | " + " | ".join(cols) + " | train time / run (s) |")
+    lines.append("|---|" + "---|" * len(cols) + "---|")
+    for row in rows:
+        t = times[row]
+        lines.append(f"| {row} | " + " | ".join(format_cell(stats.get((row, c))) for c in cols)
+                     + f" | {sum(t) / len(t):.0f} |")
+    seeds = sorted({r["seed"] for r in records})
+    lines += ["", f"Accuracy in % on the clean test set, mean ± sample std over seeds {seeds}."]
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(records: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["training", "attack", "metric", "mean_percent", "std_percent", "n_seeds"])
+    for metric in ("natural_accuracy", "robust_accuracy", "best_natural_accuracy"):
+        stats = aggregate(records, metric)
+        for row in _order([r["defense"] for r in records]):
+            for col in _order([r["attack"] for r in records], ATTACK_ORDER):
+                s = stats.get((row, col))
+                if s:
+                    w.writerow([row, col, metric, f"{s['mean']:.4f}", f"{s['std']:.4f}", s["n"]])
+    return buf.getvalue()
+
+
+def figure_bars(records: list[dict[str, Any]], out: Path, title: str = "") -> Path:
+    """Grouped bars of natural accuracy per attack and training method; the line is clean standard training
+    (the paper's Figure 4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _order([r["defense"] for r in records])
+    cols = [c for c in _order([r["attack"] for r in records], ATTACK_ORDER)]
+    stats = aggregate(records, "natural_accuracy")
+    fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(cols), 3.6))
+    width = 0.8 / max(len(rows), 1)
+    for i, row in enumerate(rows):
+        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(cols))]
+        means = [stats.get((row, c), {"mean": float("nan")})["mean"] for c in cols]
+        errs = [stats.get((row, c), {"std": 0.0})["std"] for c in cols]
+        ax.bar(xs, means, width, yerr=errs, capsize=2, label=row)
+    baseline = stats.get((rows[0], "clean")) if rows else None
+    if baseline:
+        ax.axhline(baseline["mean"], color="tab:orange", ls="--", lw=1, label=f"{rows[0]} on clean data")
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_ylabel("natural test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_write(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+    return out
+
+
+def figure_curves(records: list[dict[str, Any]], out: Path) -> Path:
+    """Clean-test natural accuracy per epoch, one panel per training method, one line per attack and seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _order([r["defense"] for r in records])
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.4 * len(rows), 3), squeeze=False)
+    for ax, row in zip(axes[0], rows, strict=True):
+        for r in records:
+            if r["defense"] != row:
+                continue
+            h = r["history"]
+            ax.plot([e["epoch"] for e in h], [100 * e["test_natural_accuracy"] for e in h], marker=".",
+                    label=f"{r['attack']} s{r['seed']}")
+        ax.set_title(row, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("natural test accuracy (%)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    with atomic_write(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_report(records: list[dict[str, Any]], out_dir: str | Path, title: str = "") -> dict[str, Path]:
+    if not records:
+        raise ValueError(f"{out_dir}: no finished cells to report")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = (f"# {title or 'Sweep report'}\n\n" + table_markdown(records, "natural_accuracy", "Natural accuracy")
+          + "\n" + table_markdown(records, "robust_accuracy",
+                                  f"Robust accuracy (PGD, {_threat_text(records)}, first "
+                                  f"{records[0].get('robust_subset', '?')} test images)"))
+    paths = {"table_md": out / "table.md", "table_csv": out / "table.csv", "figure": out / "figure.png",
+             "curves": out / "curves.png"}
+    atomic_write_text(paths["table_md"], md)
+    atomic_write_text(paths["table_csv"], table_csv(records))
+    figure_bars(records, paths["figure"], title)
+    figure_curves(records, paths["curves"])
+    return paths
+
+
+def _threat_text(records: list[dict[str, Any]]) -> str:
+    t = records[0].get("eval_threat") or {}
+    return f"{t.get('norm', '?')} ε={t.get('eps_text', '?')}"

@@ -1,0 +1,241 @@
+"""Experiment specs: YAML → a frozen, validated spec → cells (dataset × attack × defense × model × seed).
+
+Unknown keys are errors (a typo must not silently fall back to a default). The attack budget is part of
+every cell's identity (REFERENCE.md: the authors' scripts reused stale poisons across ε).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from delusive.utils import config_hash, parse_fraction
+
+TOP_KEYS = {"name", "description", "datasets", "data_root", "train_subset", "attacks", "attack_budget",
+            "attack_params", "reference_schedule", "storage", "crafting", "defenses", "models", "train", "eval",
+            "seeds"}
+DEFENSE_KEYS = {"name", "label", "norm", "eps", "params"}
+BUDGET_KEYS = {"norm", "eps"}
+CRAFTING_KEYS = {"arch", "epochs"}
+TRAIN_KEYS = {"epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
+              "crop_padding", "hflip", "precision"}
+EVAL_KEYS = {"norm", "eps", "steps", "restarts", "robust_subset", "rel_step_size"}
+
+
+class SpecError(ValueError):
+    """An invalid experiment spec; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class DefenseSpec:
+    name: str
+    label: str
+    norm: str | None = None
+    eps: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    datasets: tuple[str, ...]
+    attacks: tuple[str, ...]
+    attack_budget: dict[str, str]
+    defenses: tuple[DefenseSpec, ...]
+    models: tuple[str, ...]
+    seeds: tuple[int, ...]
+    train: dict[str, Any]
+    eval: dict[str, Any]
+    crafting: dict[str, Any]
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reference_schedule: bool = False
+    storage: str = "uint8"
+    train_subset: int | None = None
+    data_root: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of a sweep; ``config`` is everything that determines its result."""
+
+    dataset: str
+    attack: str
+    defense: DefenseSpec
+    model: str
+    seed: int
+    config: dict[str, Any]
+
+    @property
+    def cell_id(self) -> str:
+        return config_hash(self.config)
+
+    @property
+    def poison_config(self) -> dict[str, Any]:
+        return self.config["poison"]
+
+
+def _check_keys(obj: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise SpecError(f"{where}: expected a mapping, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    return obj
+
+
+def _list(obj: Any, where: str) -> list[Any]:
+    if isinstance(obj, str | int):
+        return [obj]
+    if not isinstance(obj, list) or not obj:
+        raise SpecError(f"{where}: expected a non-empty list")
+    return obj
+
+
+def _budget(obj: Any, where: str) -> dict[str, str]:
+    b = _check_keys(obj, BUDGET_KEYS, where)
+    if "norm" not in b or "eps" not in b:
+        raise SpecError(f"{where}: needs both norm and eps")
+    if b["norm"] not in ("linf", "l2"):
+        raise SpecError(f"{where}.norm: expected linf or l2, got {b['norm']!r}")
+    try:
+        parse_fraction(b["eps"], f"{where}.eps")
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+    return {"norm": str(b["norm"]), "eps": str(b["eps"])}
+
+
+def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
+    """Validate a spec mapping (already parsed from YAML)."""
+    from delusive.attacks import attack_names
+    from delusive.defenses import objective_names
+    from delusive.models import model_names
+
+    d = _check_keys(data, TOP_KEYS, source)
+    for key in ("datasets", "attacks", "defenses", "attack_budget"):
+        if key not in d:
+            raise SpecError(f"{source}: missing required key {key!r}")
+    attacks = [str(a) for a in _list(d["attacks"], f"{source}.attacks")]
+    for a in attacks:
+        if a not in attack_names():
+            raise SpecError(f"{source}.attacks: unknown attack {a!r}; expected one of {', '.join(attack_names())}")
+    defenses = []
+    for i, raw in enumerate(_list(d["defenses"], f"{source}.defenses")):
+        raw = {"name": raw} if isinstance(raw, str) else raw
+        dd = _check_keys(raw, DEFENSE_KEYS, f"{source}.defenses[{i}]")
+        if dd.get("name") not in objective_names():
+            raise SpecError(f"{source}.defenses[{i}].name: unknown defense {dd.get('name')!r}; expected one of "
+                            f"{', '.join(objective_names())}")
+        if ("norm" in dd) != ("eps" in dd):
+            raise SpecError(f"{source}.defenses[{i}]: give both norm and eps, or neither")
+        if "eps" in dd:
+            _budget({"norm": dd["norm"], "eps": dd["eps"]}, f"{source}.defenses[{i}]")
+        defenses.append(DefenseSpec(dd["name"], str(dd.get("label", dd["name"])), dd.get("norm"),
+                                    None if dd.get("eps") is None else str(dd["eps"]), dict(dd.get("params", {}))))
+    labels = [x.label for x in defenses]
+    if len(set(labels)) != len(labels):
+        raise SpecError(f"{source}.defenses: labels must be unique, got {labels}")
+    models = [str(m) for m in _list(d.get("models", ["small-cnn"]), f"{source}.models")]
+    for m in models:
+        if m not in model_names():
+            raise SpecError(f"{source}.models: unknown model {m!r}; expected one of {', '.join(model_names())}")
+    seeds = _list(d.get("seeds", [0]), f"{source}.seeds")
+    if not all(isinstance(s, int) for s in seeds):
+        raise SpecError(f"{source}.seeds: expected integers, got {seeds}")
+    attack_params = _check_keys(d.get("attack_params", {}), set(attack_names()), f"{source}.attack_params")
+    storage = d.get("storage", "uint8")
+    if storage not in ("uint8", "float32"):
+        raise SpecError(f"{source}.storage: expected uint8 or float32, got {storage!r}")
+    subset = d.get("train_subset")
+    if subset is not None and (not isinstance(subset, int) or subset < 1):
+        raise SpecError(f"{source}.train_subset: expected a positive integer, got {subset!r}")
+    ev = dict(_check_keys(d.get("eval", {}), EVAL_KEYS, f"{source}.eval"))
+    if "norm" in ev or "eps" in ev:
+        _budget({"norm": ev.get("norm"), "eps": ev.get("eps")}, f"{source}.eval")
+    return Spec(
+        name=str(d.get("name", Path(source).stem)),
+        datasets=tuple(str(x) for x in _list(d["datasets"], f"{source}.datasets")),
+        attacks=tuple(attacks),
+        attack_budget=_budget(d["attack_budget"], f"{source}.attack_budget"),
+        defenses=tuple(defenses),
+        models=tuple(models),
+        seeds=tuple(int(s) for s in seeds),
+        train=dict(_check_keys(d.get("train", {}), TRAIN_KEYS, f"{source}.train")),
+        eval=ev,
+        crafting=dict(_check_keys(d.get("crafting", {}), CRAFTING_KEYS, f"{source}.crafting")),
+        attack_params={k: dict(v) for k, v in attack_params.items()},
+        reference_schedule=bool(d.get("reference_schedule", False)),
+        storage=storage,
+        train_subset=subset,
+        data_root=d.get("data_root"),
+        description=str(d.get("description", "")),
+    )
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw spec mapping."""
+    out = copy.deepcopy(data)
+    for item in overrides or []:
+        if "=" not in item:
+            raise SpecError(f"--set: expected key=value, got {item!r}")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = out
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"--set {item}: {k} is not a mapping")
+        try:
+            node[keys[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise SpecError(f"--set {item}: value is not valid YAML ({e})") from None
+    return out
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(f"{p}: no such spec file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise SpecError(f"{p}: not valid YAML ({e})") from None
+    return parse_spec(apply_overrides(data, overrides), str(p))
+
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str, overrides: list[str] | None = None) -> Spec:
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise SpecError(f"--preset: unknown preset {name!r}; expected one of {', '.join(preset_names())}")
+    return load_spec(path, overrides)
+
+
+def expand(spec: Spec) -> list[Cell]:
+    """All cells of a spec, in a stable order (dataset, attack, defense, model, seed)."""
+    from delusive.attacks.defaults import default_attack_params
+
+    cells = []
+    for dataset, attack, defense, model, seed in itertools.product(spec.datasets, spec.attacks, spec.defenses,
+                                                                   spec.models, spec.seeds):
+        params = default_attack_params(attack, dataset, spec.reference_schedule)
+        params.update(spec.attack_params.get(attack, {}))
+        poison = {"dataset": dataset, "attack": attack, "budget": spec.attack_budget, "params": params,
+                  "storage": spec.storage, "seed": seed, "train_subset": spec.train_subset,
+                  "crafting": spec.crafting if attack in ("P1", "P2", "P3", "P4") else None}
+        config = {"poison": poison, "defense": {"name": defense.name, "norm": defense.norm, "eps": defense.eps,
+                                                "params": defense.params},
+                  "model": model, "train": spec.train, "eval": spec.eval, "seed": seed}
+        cells.append(Cell(dataset, attack, defense, model, seed, config))
+    return cells

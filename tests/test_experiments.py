@@ -1,0 +1,118 @@
+"""Experiments: spec validation, a two-cell smoke sweep producing the table, reruns executing no cell,
+a killed sweep resuming to the same table, and mean ± std cells from hand-written records."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from delusive.experiments.report import aggregate, format_cell, table_markdown, write_report
+from delusive.experiments.runner import run_sweep
+from delusive.experiments.spec import SpecError, expand, load_preset, parse_spec, preset_names
+
+SMOKE = {
+    "name": "smoke",
+    "datasets": ["synthetic"],
+    "train_subset": 300,
+    "attacks": ["clean", "P5"],
+    "attack_budget": {"norm": "linf", "eps": "0.1"},
+    "defenses": [{"name": "standard", "label": "ST"}],
+    "models": ["small-cnn"],
+    "train": {"epochs": 2, "batch_size": 64},
+    "eval": {"steps": 2, "robust_subset": 50},
+    "seeds": [0],
+}
+
+
+def test_spec_validation_errors():
+    with pytest.raises(SpecError, match="unknown key\\(s\\) epochz"):
+        parse_spec({**SMOKE, "epochz": 3})
+    with pytest.raises(SpecError, match="missing required key 'attacks'"):
+        parse_spec({k: v for k, v in SMOKE.items() if k != "attacks"})
+    with pytest.raises(SpecError, match="unknown attack 'P7'"):
+        parse_spec({**SMOKE, "attacks": ["P7"]})
+    with pytest.raises(SpecError, match="unknown defense 'madry'"):
+        parse_spec({**SMOKE, "defenses": ["madry"]})
+    with pytest.raises(SpecError, match="norm: expected linf or l2"):
+        parse_spec({**SMOKE, "attack_budget": {"norm": "l1", "eps": 1}})
+    with pytest.raises(SpecError, match="train: unknown key\\(s\\) lr_decay"):
+        parse_spec({**SMOKE, "train": {"lr_decay": 0.1}})
+    with pytest.raises(SpecError, match="give both norm and eps"):
+        parse_spec({**SMOKE, "defenses": [{"name": "pgd_at", "norm": "linf"}]})
+
+
+def test_budget_is_part_of_every_cell_identity():
+    a = expand(parse_spec(SMOKE))
+    b = expand(parse_spec({**SMOKE, "attack_budget": {"norm": "linf", "eps": "0.2"}}))
+    assert {c.cell_id for c in a}.isdisjoint({c.cell_id for c in b})
+    assert len(a) == 2
+
+
+def test_shipped_presets_are_valid():
+    assert {"demo", "paper-fmnist", "paper-fmnist-l2", "paper-cifar10"} <= set(preset_names())
+    for name in preset_names():
+        assert expand(load_preset(name))
+
+
+def test_smoke_sweep_table_and_rerun_runs_nothing(tmp_path, capsys):
+    spec = parse_spec(SMOKE)
+    records = run_sweep(spec, tmp_path / "run")
+    assert len(records) == 2 and {r["attack"] for r in records} == {"clean", "P5"}
+    for r in records:
+        assert 0 <= r["natural_accuracy"] <= 1 and 0 <= r["robust_accuracy"] <= 1
+        assert r["config"]["poison"]["budget"] == {"norm": "linf", "eps": "0.1"}
+    paths = write_report(records, tmp_path / "run" / "report")
+    md = paths["table_md"].read_text()
+    assert "| ST |" in md and "clean" in md and "P5" in md
+    assert paths["figure"].stat().st_size > 0
+    capsys.readouterr()
+    again = run_sweep(spec, tmp_path / "run")
+    assert "2 already finished, 0 to run" in capsys.readouterr().err
+    assert [r["cell_id"] for r in again] == [r["cell_id"] for r in records]
+
+
+def test_killed_sweep_resumes_to_the_same_table(tmp_path):
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({**SMOKE, "train": {"epochs": 6, "batch_size": 32}}))
+    env = {**os.environ, "DELUSIVE_PROGRESS": "0"}
+    cmd = [sys.executable, "-m", "delusive.cli.main", "sweep", str(spec_path)]
+    ref = subprocess.run(cmd + ["--out", str(tmp_path / "ref")], env=env, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "run")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "run").glob("cells/*/checkpoint.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list((tmp_path / "run").glob("cells/*/result.json")) or len(
+        list((tmp_path / "run").glob("cells/*/result.json"))) < 2, "the sweep finished before it was killed"
+    again = subprocess.run(cmd + ["--out", str(tmp_path / "run")], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    table = lambda d: (d / "report" / "table.md").read_text().split("train time")[0]  # noqa: E731
+    strip = lambda t: [line.rsplit("|", 2)[0] for line in t.splitlines()]  # noqa: E731
+    assert strip((tmp_path / "run" / "report" / "table.md").read_text()) == strip(
+        (tmp_path / "ref" / "report" / "table.md").read_text())
+    assert table(tmp_path / "run")
+
+
+def _rec(defense, attack, seed, acc, rob=0.5):
+    return {"defense": defense, "attack": attack, "seed": seed, "natural_accuracy": acc, "robust_accuracy": rob,
+            "best_natural_accuracy": acc, "train_time_s": 10.0, "history": [], "robust_subset": 100}
+
+
+def test_report_mean_std_cells_from_hand_written_records():
+    records = [_rec("ST", "clean", 0, 0.90), _rec("ST", "clean", 1, 0.92), _rec("ST", "clean", 2, 0.94),
+               _rec("ST", "P1", 0, 0.30), _rec("AT", "P1", 0, 0.80), _rec("AT", "P1", 1, 0.84)]
+    stats = aggregate(records, "natural_accuracy")
+    assert stats[("ST", "clean")]["mean"] == pytest.approx(92.0)
+    assert stats[("ST", "clean")]["std"] == pytest.approx(2.0)  # sample std of 90, 92, 94
+    assert format_cell(stats[("ST", "clean")]) == "92.00 ± 2.00"
+    assert format_cell(stats[("ST", "P1")]) == "30.00"
+    md = table_markdown(records)
+    assert "| ST | 92.00 ± 2.00 | 30.00 | 10 |" in md
+    assert "| AT | — | 82.00 ± 2.83 | 10 |" in md
