@@ -20,5 +20,5 @@ def synth_model(synth):
     from delusive.models import create_model
 
     model = create_model("small-cnn", 4, 1, 16, seed=0)
-    fit(model, synth, Standard(), TrainConfig(epochs=3, batch_size=64, lr=0.05, seed=0))
+    fit(model, synth, Standard(), TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=0))
     return model.eval()

@@ -69,9 +69,16 @@ def threat_from_manifest(desc: dict[str, Any], mask: np.ndarray | None) -> Threa
 
 
 def quantise_toward_clean(clean_u8: np.ndarray, poisoned: np.ndarray) -> np.ndarray:
-    """uint8 images whose δ is the float δ rounded toward zero in 1/255 steps (never a larger |δ_i|)."""
+    """uint8 images whose δ is the float δ rounded toward zero in 1/255 steps (never a larger |δ_i|).
+
+    uint8 input is taken as is. For float input, a δ within 2e-5 levels of a whole level (float32 round-off
+    of an image already on the 1/255 grid) counts as that level: at most 8e-8 per pixel, far inside the
+    verification tolerance.
+    """
+    if poisoned.dtype == np.uint8:
+        return poisoned.copy()
     diff = poisoned.astype(np.float64) * 255.0 - clean_u8.astype(np.float64)
-    q = np.trunc(diff * (1 - 1e-9))
+    q = np.trunc(diff + np.sign(diff) * 2e-5)
     return np.clip(clean_u8.astype(np.int16) + q.astype(np.int16), 0, 255).astype(np.uint8)
 
 
@@ -141,6 +148,8 @@ def build_artifact(clean: ArrayDataset, poisoned: np.ndarray, threat: ThreatMode
         raise ValueError(f"storage: expected one of {', '.join(STORAGES)}, got {storage!r}")
     if poisoned.shape != clean.x.shape:
         raise BudgetError(f"attack {attack}: produced shape {poisoned.shape}, clean set has {clean.x.shape}")
+    if poisoned.dtype == np.uint8 and storage == "float32":
+        poisoned = poisoned.astype(np.float32) / 255.0
     if storage == "uint8":
         if clean.x.dtype != np.uint8:
             raise ValueError("storage uint8 needs a clean set stored as uint8; use --storage float32")

@@ -46,8 +46,15 @@ class Attack:
         raise NotImplementedError
 
     def params(self) -> dict[str, Any]:
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
+        return {k: getattr(self, k) for k in _param_names(type(self))}
+
+
+def _param_names(cls: type) -> list[str]:
+    """Hyperparameter names: the named keyword parameters of ``__init__``."""
+    if cls.__init__ is object.__init__:
+        return []
+    sig = inspect.signature(cls.__init__)
+    return [k for k, p in sig.parameters.items() if k != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
@@ -60,7 +67,7 @@ def attack_names() -> list[str]:
 def create_attack(name: str, **params: Any) -> Attack:
     """Build attack ``name``; unknown params are an error naming the allowed ones."""
     cls = ATTACKS.get(name)
-    allowed = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+    allowed = _param_names(cls)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"attack {name!r}: unknown parameter(s) {', '.join(unknown)}; allowed: "

@@ -87,8 +87,9 @@ def import_poison(source: str | Path, clean: ArrayDataset, threat: ThreatModel, 
     class added as clip(x + δ_y)); the budget is checked as for crafted poisons."""
     src = Path(source)
     class_deltas = None
+    poisoned: np.ndarray
     if src.is_dir():
-        poisoned = read_png_folder(src, clean).astype(np.float32) / 255.0
+        poisoned = read_png_folder(src, clean)
         kind = "png-folder"
     elif src.suffix == ".npy":
         try:

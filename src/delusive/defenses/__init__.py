@@ -11,19 +11,37 @@ from delusive.defenses.objective import (
     create_objective,
     objective_names,
 )
+from delusive.defenses.variants import (
+    FAT,
+    GAIRAT,
+    TRADES,
+    CatastrophicOverfittingWarning,
+    FastAT,
+    RandomNoise,
+    fat_tau,
+    gair_weights,
+)
 
 __all__ = [
     "CHECKPOINT",
+    "FAT",
+    "GAIRAT",
     "OBJECTIVES",
     "PGDAT",
     "SCHEDULES",
+    "TRADES",
+    "CatastrophicOverfittingWarning",
+    "FastAT",
     "FitResult",
     "Objective",
+    "RandomNoise",
     "Standard",
     "StepOutput",
     "TrainConfig",
     "create_objective",
+    "fat_tau",
     "fit",
+    "gair_weights",
     "objective_names",
     "run_identity",
 ]

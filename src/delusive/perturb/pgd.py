@@ -46,6 +46,7 @@ def pgd(
     early_stop_tau: int | None = None,
     generator: torch.Generator | None = None,
     x_init: torch.Tensor | None = None,
+    step_noise: float = 0.0,
 ) -> PGDResult:
     """Run PGD on ``loss(model(x'), labels)`` over B(x, ε) ∩ [0,1].
 
@@ -55,8 +56,9 @@ def pgd(
     random start when ``random_start``) and keep, per sample, the run that misclassified ``y_true`` (when
     maximising) or else has the better final loss. ``early_stop_tau`` freezes an example once it has been
     misclassified at more than ``tau`` iterates (FAT's PGD-K-τ); ``x_init`` replaces the random start
-    (TRADES starts from a small Gaussian). The model's mode is the caller's choice (attacks use eval mode);
-    gradients are taken with respect to the input only.
+    (TRADES starts from a small Gaussian). ``step_noise`` adds ``step_noise·N(0, I)`` (drawn from
+    ``generator``) to every step before projection: FAT's ω, which helps escape local maxima. The model's
+    mode is the caller's choice (attacks use eval mode); gradients are taken with respect to the input only.
     """
     if steps < 0:
         raise ValueError(f"steps: must be >= 0, got {steps}")
@@ -64,6 +66,8 @@ def pgd(
         raise ValueError(f"restarts: must be >= 1, got {restarts}")
     if early_stop_tau is not None and early_stop_tau < 0:
         raise ValueError(f"early_stop_tau: must be >= 0 or None, got {early_stop_tau}")
+    if not step_noise >= 0:
+        raise ValueError(f"step_noise: must be >= 0, got {step_noise}")
     loss_fn = resolve_loss(loss)
     alpha = float(step_size) if step_size is not None else rel_step_size * threat.eps
     x = x.detach()
@@ -72,7 +76,7 @@ def pgd(
     best: PGDResult | None = None
     for _ in range(restarts):
         run = _single_run(model, x, labels, threat, steps, alpha, loss_fn, maximize, random_start, track,
-                          early_stop_tau, generator, x_init)
+                          early_stop_tau, generator, x_init, float(step_noise))
         best = run if best is None else _keep_better(best, run, maximize, track is not None and maximize)
     assert best is not None
     return best
@@ -92,6 +96,7 @@ def _single_run(
     tau: int | None,
     generator: torch.Generator | None,
     x_init: torch.Tensor | None,
+    step_noise: float = 0.0,
 ) -> PGDResult:
     n = x.shape[0]
     if x_init is not None:
@@ -132,7 +137,11 @@ def _single_run(
                 break
             (grad,) = torch.autograd.grad(per_sample.sum(), x_adv)
             with torch.no_grad():
-                stepped = threat.project(x_adv + sign * alpha * threat.direction(grad), x)
+                step = sign * alpha * threat.direction(grad)
+                if step_noise > 0:
+                    step = step + step_noise * torch.randn(x.shape, generator=generator, dtype=x.dtype,
+                                                           device=x.device)
+                stepped = threat.project(x_adv + step, x)
                 mask = active.view(-1, *([1] * (x.dim() - 1)))
                 x_adv = torch.where(mask, stepped, x_adv.detach())
                 taken += active.long()
