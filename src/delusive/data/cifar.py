@@ -22,6 +22,7 @@ _ALLOWED = {
     ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes in a protocol-2 pickle: str -> bytes, nothing more
 }
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
