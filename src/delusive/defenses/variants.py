@@ -289,11 +289,13 @@ class FastAT(Objective):
     projection onto the ball and [0, 1]. These are the original's safeguards kept in the objective.
 
     ``overfit_check`` is the original's ``--early-stop`` as a monitor: at the first batch of every epoch
-    after the first it measures PGD-5 accuracy (step ε/4, random start, the original's 2/255 at 8/255) on
-    that batch in eval mode with its own generator (training is unchanged) and, when it fell by more than
-    0.2 since the previous check, warns (:class:`CatastrophicOverfittingWarning`) and records the epoch in
-    ``overfit_epoch``. The loop cannot stop or roll back from an objective, so stopping early and keeping
-    the previous epoch's weights (as the original does) is left to the user.
+    after the first it measures PGD-5 accuracy (step ε/4, random start, an example stops once misclassified:
+    the original's check with 2/255 at 8/255) on that batch in eval mode with its own generator (training
+    is unchanged) and, when it fell by more than 0.2 since the previous check, warns
+    (:class:`CatastrophicOverfittingWarning`) and records the epoch in ``overfit_epoch``. The loop cannot
+    stop or roll back from an objective, so stopping early and keeping the previous epoch's weights (as the
+    original does) is left to the user. The monitor's state is not checkpointed: after a resume its first
+    check sets a new baseline.
     """
 
     name = "fast_at"
@@ -328,7 +330,8 @@ class FastAT(Objective):
         assert self.threat is not None
         gen = torch.Generator(device=x.device).manual_seed(self.epoch)
         with eval_mode(model):
-            res = pgd(model, x, y, self.threat, steps=5, rel_step_size=0.25, random_start=True, generator=gen)
+            res = pgd(model, x, y, self.threat, steps=5, rel_step_size=0.25, random_start=True, early_stop_tau=0,
+                      generator=gen)
         acc = 1.0 - res.misclassified.float().mean().item()
         if self._prev_robust is not None and acc - self._prev_robust < -0.2 and self.overfit_epoch is None:
             self.overfit_epoch = self.epoch
