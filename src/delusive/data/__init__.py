@@ -1,6 +1,9 @@
-"""Data: readers for the standard on-disk formats, ``ArrayDataset``, and the in-memory tensor loader."""
+"""Data: readers for the standard on-disk formats, ``ArrayDataset``, the catalog and the in-memory loader.
 
-from delusive.data.catalog import DATASETS, DatasetInfo, dataset_info, fetch, load_dataset
+Layer rule: this package imports only ``delusive.utils`` from delusive (plus numpy, torch, PIL, scipy.io).
+"""
+
+from delusive.data.catalog import DATASETS, DatasetInfo, dataset_info, fetch, load_dataset, search_roots
 from delusive.data.dataset import ArrayDataset, make_synthetic
 from delusive.data.errors import DataError, DataNotFoundError
 from delusive.data.loader import TensorLoader, random_crop, random_hflip
@@ -18,4 +21,5 @@ __all__ = [
     "make_synthetic",
     "random_crop",
     "random_hflip",
+    "search_roots",
 ]

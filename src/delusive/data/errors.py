@@ -1,4 +1,4 @@
-"""Data errors: a malformed file names the file; a missing dataset says how to obtain it."""
+"""Data errors: a malformed file names the file; a missing dataset says where we looked and how to get it."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ from pathlib import Path
 
 
 class DataError(ValueError):
-    """A malformed dataset file (bad magic, truncated, wrong shape, label out of range)."""
+    """A malformed dataset file (bad magic, truncated, wrong shape, label out of range, refused pickle).
+
+    The message begins with the file's path (or URL), then the problem; ``path`` keeps the path alone.
+    """
 
     def __init__(self, path: str | Path, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.path, self.problem)
 
 
 class DataNotFoundError(FileNotFoundError):

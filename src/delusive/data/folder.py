@@ -1,4 +1,11 @@
-"""A folder of images per class: ``root/<class name>/*.png|jpg|…`` (classes sorted by name)."""
+"""A folder of images per class: ``root/<class name>/*.png|jpg|…`` (classes sorted by name).
+
+Files whose suffix is not an image suffix (notes, ``.DS_Store``, …) are skipped; a file with an image
+suffix that does not decode, or an image whose size differs from the first one, is a :class:`DataError`
+naming that file. All images must share one size (no resizing here: that would silently change the data).
+Channels: if every image is grey-scale (PIL modes 1, L, LA, I, I;16) the set is 1×H×W, otherwise every
+image is converted to RGB (3×H×W); alpha is dropped; 16-bit grey values are scaled to 8 bits (v / 257).
+"""
 
 from __future__ import annotations
 
@@ -8,36 +15,64 @@ import numpy as np
 
 from delusive.data.errors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
-def read_image_folder(root: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """uint8 images N×C×H×W (grey-scale if every image is, else RGB), labels and class names."""
+def class_folders(root: str | Path) -> tuple[str, ...]:
+    """Names of the visible sub-folders of ``root``, sorted: the class names, label k = k-th name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "not a directory")
+    return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
+
+
+def _decode(path: Path) -> tuple[bool, np.ndarray]:
+    """(is grey, H×W uint8 or H×W×3 uint8) for one image file."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode.startswith("I"):
+                arr = np.asarray(im, dtype=np.float64)
+                return True, np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
+            if mode in _GREY_MODES:
+                return True, np.asarray(im.convert("L"), dtype=np.uint8)
+            return False, np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:  # PIL raises these for bad files
+        raise DataError(path, f"not a readable image ({type(e).__name__}: {e})") from e
+
+
+def read_image_folder(root: str | Path, classes: tuple[str, ...] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """uint8 images N×C×H×W, int64 labels and the class names of ``root``.
+
+    ``classes`` fixes the class list (and so the label of each name), e.g. the union over a dataset's
+    train/ and test/ folders so that both splits label a class alike; a listed class without a folder
+    here simply has no images. Default: the sub-folders of ``root``.
+    """
     root = Path(root)
-    classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    if classes is None:
+        classes = class_folders(root)
     if not classes:
-        raise DataError(root, "no class sub-folders found")
+        raise DataError(root, "no class sub-folders found (expected root/<class name>/<image files>)")
     files: list[tuple[Path, int]] = []
     for k, c in enumerate(classes):
-        for p in sorted((root / c).iterdir()):
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-                files.append((p, k))
+        d = root / c
+        if d.is_dir():
+            files += [(p, k) for p in sorted(d.iterdir())
+                      if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise DataError(root, f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the class folders")
-    images = []
-    for p, _ in files:
-        try:
-            with Image.open(p) as im:
-                images.append((im.mode, np.asarray(im.convert("RGB"))))
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(p, f"not a readable image ({e})") from e
-    grey = all(mode in ("L", "1", "I;16", "I") for mode, _ in images)
-    size = images[0][1].shape[:2]
-    out = []
-    for (p, _), (_, arr) in zip(files, images, strict=True):
+    decoded = [_decode(p) for p, _ in files]
+    grey = all(g for g, _ in decoded)
+    size = decoded[0][1].shape[:2]
+    out = np.empty((len(files), 1 if grey else 3, *size), dtype=np.uint8)
+    for i, ((p, _), (g, arr)) in enumerate(zip(files, decoded, strict=True)):
         if arr.shape[:2] != size:
-            raise DataError(p, f"size {arr.shape[1]}×{arr.shape[0]} differs from the first image's {size[1]}×{size[0]}")
-        out.append(arr[..., :1].transpose(2, 0, 1) if grey else arr.transpose(2, 0, 1))
-    return np.stack(out).astype(np.uint8), np.array([k for _, k in files], dtype=np.int64), classes
+            raise DataError(p, f"size {arr.shape[1]}×{arr.shape[0]} (W×H) differs from {size[1]}×{size[0]} of "
+                               f"{files[0][0]}; all images must share one size")
+        out[i] = arr[None] if grey else (np.repeat(arr[None], 3, axis=0) if g else arr.transpose(2, 0, 1))
+    return out, np.array([k for _, k in files], dtype=np.int64), tuple(classes)
