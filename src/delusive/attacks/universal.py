@@ -54,6 +54,9 @@ def universal_class_deltas(model: torch.nn.Module, x_all: torch.Tensor, num_clas
     return deltas.detach()
 
 
+_MEMO: dict[str, torch.Tensor] = {}  # P3 and P4 of one crafting run share the same K class perturbations
+
+
 class _Universal(Attack):
     classwise = True
 
@@ -78,10 +81,15 @@ class _Universal(Attack):
         x_all, _ = train.tensors()
         ident = config_hash(["universal", self.iterations, self.batch_size, self.rel_step_size,
                              threat.describe(), train.sha256(), model_hash(model), seed])
-        ckpt = CraftCheckpoint(work_dir, ident)
-        deltas = universal_class_deltas(model, x_all, train.num_classes, threat, self.iterations,
-                                        self.batch_size, self.rel_step_size, seed, ckpt, f"craft {self.name}")
-        ckpt.clear()
+        if ident in _MEMO:
+            deltas = _MEMO[ident]
+        else:
+            ckpt = CraftCheckpoint(work_dir, ident)
+            deltas = universal_class_deltas(model, x_all, train.num_classes, threat, self.iterations,
+                                            self.batch_size, self.rel_step_size, seed, ckpt, f"craft {self.name}")
+            ckpt.clear()
+            _MEMO.clear()
+            _MEMO[ident] = deltas
         per_class = self.assign(deltas)
         return CraftResult(apply_class_deltas(train, per_class), per_class.numpy().astype(np.float32))
 
