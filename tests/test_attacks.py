@@ -73,6 +73,15 @@ def test_attacks_have_their_intended_effect_on_the_crafting_model(synth, synth_m
     assert acc["P1"] < clean_acc - 0.2
     assert acc["P2"] >= clean_acc and acc["P4"] >= clean_acc
     assert acc["P2"] > acc["P1"]
+    # P2/P4 make the true class *easier*: the crafting model's loss on the true label falls
+    ce = torch.nn.functional.cross_entropy
+    with torch.no_grad():
+        base = ce(synth_model(x), y)
+    for name, sign in (("P2", -1), ("P4", -1), ("P1", 1)):
+        _, res = _craft(name, synth, synth_model, threat)
+        with torch.no_grad():
+            after = ce(synth_model(torch.from_numpy(res.x)), y)
+        assert sign * (after - base) > 0.05, (name, float(base), float(after))
 
 
 @pytest.mark.parametrize("name", ["P3", "P4", "P5"])
@@ -98,13 +107,22 @@ def test_masked_threat_keeps_outside_of_mask(synth, synth_model):
     assert art.mask is not None
 
 
-def test_broken_attack_is_caught_before_anything_is_written(synth, tmp_path):
-    broken = np.clip(synth.float_x() + 0.2, 0, 1)  # exceeds ε = 0.1 everywhere it is not clipped
+def test_broken_attack_is_caught_before_anything_is_written(tmp_path, monkeypatch):
+    from delusive.attacks import ATTACKS, Attack, CraftResult
+    from delusive.experiments.poisoning import make_poison
+
+    class Broken(Attack):
+        name = "broken"
+        needs_model = False
+
+        def craft(self, train, threat, model, seed=0, work_dir=None):
+            return CraftResult(np.clip(train.float_x() + 2 * threat.eps, 0, 1))
+
+    monkeypatch.setitem(ATTACKS._items, "broken", Broken)
     with pytest.raises(BudgetError, match="exceed linf eps=0.1"):
-        art = build_artifact(synth, broken, LinfBall(0.1), attack="broken", attack_params={},
-                             dataset="synthetic", seed=0)
-        save_artifact(art, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+        make_poison("broken", "synthetic", LinfBall(0.1), tmp_path / "out", train_subset=50)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not (tmp_path / "out" / "images.npy").exists()
 
 
 def test_tampered_artifact_fails_verify(synth, tmp_path):
@@ -152,3 +170,58 @@ def test_unknown_attack_params_are_rejected():
         create_attack("P1", iterations=3)
     with pytest.raises(ValueError, match="attack: unknown name 'P9'"):
         create_attack("P9")
+
+
+def test_editing_the_claimed_budget_fails_verify(synth, tmp_path):
+    import json
+
+    _, res = _craft("P5", synth, None, LinfBall(0.1))
+    save_artifact(build_artifact(synth, res.x, LinfBall(0.1), attack="P5", attack_params={}, dataset="synthetic",
+                                 seed=0, class_deltas=res.class_deltas), tmp_path)
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    m["threat"]["eps_text"], m["threat"]["eps"] = "0.5", 0.5
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    report = verify_artifact(tmp_path, synth)
+    assert not report.ok and "payload hash mismatch in manifest.json" in report.problems[0]
+
+
+def test_verify_against_an_expected_budget(synth, tmp_path):
+    _, res = _craft("P5", synth, None, LinfBall(0.1))
+    save_artifact(build_artifact(synth, res.x, LinfBall(0.1), attack="P5", attack_params={}, dataset="synthetic",
+                                 seed=0, class_deltas=res.class_deltas), tmp_path)
+    assert verify_artifact(tmp_path, synth, LinfBall(0.1)).ok
+    strict = verify_artifact(tmp_path, synth, LinfBall(0.05))
+    assert not strict.ok and strict.offending["over_budget"]
+
+
+def test_label_shape_is_checked_before_comparing(synth):
+    from delusive.attacks import check_budget
+
+    report = check_budget(synth, synth.x, synth.y[:, None], LinfBall(0.1))
+    assert not report.ok and "labels have shape" in report.problems[0]
+
+
+def test_crafting_resumes_after_a_kill(synth, synth_model, tmp_path, monkeypatch):
+    import delusive.attacks.resume as resume
+
+    atk = create_attack("P1", steps=3, batch_size=100)
+    full = atk.craft(synth, LinfBall(0.1), synth_model, seed=0).x
+    monkeypatch.setattr(resume.CraftCheckpoint, "due", lambda self: True)  # checkpoint after every batch
+    calls = {"n": 0}
+    real_pgd = __import__("delusive.attacks.per_sample", fromlist=["pgd"]).pgd
+
+    def dying_pgd(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_pgd(*a, **k)
+
+    monkeypatch.setattr("delusive.attacks.per_sample.pgd", dying_pgd)
+    with pytest.raises(KeyboardInterrupt):
+        atk.craft(synth, LinfBall(0.1), synth_model, seed=0, work_dir=tmp_path)
+    assert (tmp_path / "craft_state.json").exists()
+    calls["n"] = -100
+    resumed = atk.craft(synth, LinfBall(0.1), synth_model, seed=0, work_dir=tmp_path).x
+    assert calls["n"] == -100 + 3  # only the 3 unfinished batches of 6 were crafted again
+    assert np.array_equal(resumed, full)
+    assert not list(tmp_path.glob("craft_*"))

@@ -116,3 +116,62 @@ def test_report_mean_std_cells_from_hand_written_records():
     md = table_markdown(records)
     assert "| ST | 92.00 ± 2.00 | 30.00 | 10 |" in md
     assert "| AT | — | 82.00 ± 2.83 | 10 |" in md
+
+
+def test_report_orders_rows_by_spec_and_baselines_on_standard(tmp_path):
+    recs = [dict(_rec("PGD-AT", "clean", 0, 0.8), order={"defense": 1, "attack": 0}, defense_name="pgd_at",
+                 dataset="d", model="m"),
+            dict(_rec("ST", "clean", 0, 0.9), order={"defense": 0, "attack": 0}, defense_name="standard",
+                 dataset="d", model="m"),
+            dict(_rec("ST", "P1", 0, 0.3), order={"defense": 0, "attack": 1}, defense_name="standard",
+                 dataset="d", model="m")]
+    md = table_markdown(recs)
+    assert md.index("| ST |") < md.index("| PGD-AT |")
+
+
+def test_duplicate_seeds_are_an_error():
+    with pytest.raises(ValueError, match="mix configurations"):
+        aggregate([_rec("ST", "P1", 0, 0.3), _rec("ST", "P1", 0, 0.4)], "natural_accuracy")
+
+
+def test_resolved_defaults_are_part_of_the_cell_identity(monkeypatch):
+    a = {c.cell_id for c in expand(parse_spec(SMOKE))}
+    import delusive.experiments.spec as spec_mod
+
+    monkeypatch.setitem(spec_mod.EVAL_DEFAULTS, "restarts", 99)
+    b = {c.cell_id for c in expand(parse_spec(SMOKE))}
+    assert a.isdisjoint(b)
+    cell = expand(parse_spec(SMOKE))[0]
+    assert cell.config["train"]["lr"] == 0.05 and cell.config["eval"]["restarts"] == 99
+
+
+def test_spec_rejects_defense_without_budget_before_running():
+    with pytest.raises(SpecError, match="needs a threat model"):
+        parse_spec({**SMOKE, "defenses": [{"name": "pgd_at"}]})
+    with pytest.raises(SpecError, match="steps must be an integer"):
+        parse_spec({**SMOKE, "defenses": [{"name": "pgd_at", "norm": "linf", "eps": 0.1,
+                                            "params": {"steps": 7.5}}]})
+
+
+def test_paper_cifar10_preset_smoke_on_fixture_cifar_files(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (8, 3072)).astype(np.uint8),
+                 b"labels": [int(v) for v in rng.integers(0, 10, 8)], b"batch_label": b"x"}
+        (d / name).write_bytes(pickle.dumps(batch, protocol=2))
+    from delusive.experiments.spec import load_preset
+
+    spec = load_preset("paper-cifar10", [f"data_root={tmp_path}", "models=[small-cnn]", "seeds=[0]",
+                                         "attacks=[clean, P3, P5]", "train.epochs=1", "crafting.arch=small-cnn",
+                                         "crafting.epochs=1", "attack_params={P3: {iterations: 2}}",
+                                         "eval={steps: 1, restarts: 1, robust_subset: 4, val_size: 0}"])
+    records = run_sweep(spec, tmp_path / "run")
+    assert len(records) == 6 and {r["attack"] for r in records} == {"clean", "P3", "P5"}
+    assert all(r["config"]["poison"]["budget"] == {"norm": "l2", "eps": "0.5"} for r in records)
+    assert records[0]["config"]["train"]["crop_padding"] == 4 and records[0]["config"]["train"]["hflip"]

@@ -41,7 +41,22 @@ def test_targeted_attack_moves_toward_target():
     assert float(res.loss.mean()) < float(before.mean())
 
 
-def test_deterministic_under_seed_and_restarts_start_from_clean():
+def test_each_restart_starts_from_the_clean_input(monkeypatch):
+    model, x, y = _setup(8)
+    threat = LinfBall(0.1)
+    starts = []
+    real = threat.random_init
+
+    def spy(x_clean, generator=None):
+        starts.append(x_clean.clone())
+        return real(x_clean, generator)
+
+    monkeypatch.setattr(threat, "random_init", spy)
+    pgd(model, x, y, threat, steps=4, random_start=True, restarts=3, generator=torch.Generator().manual_seed(0))
+    assert len(starts) == 3 and all(torch.equal(s, x) for s in starts)
+
+
+def test_deterministic_under_seed_and_restarts_keep_the_best():
     model, x, y = _setup(2)
     kw = dict(steps=5, random_start=True, restarts=3)
     a = pgd(model, x, y, LinfBall(0.1), generator=torch.Generator().manual_seed(7), **kw)

@@ -13,6 +13,7 @@ the stored image never leaves the ball, unlike the reference's truncation of x +
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,14 @@ import torch
 import delusive
 from delusive.data import ArrayDataset
 from delusive.threat import Masked, ThreatModel, make_threat
-from delusive.utils import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes, sha256_file
+from delusive.utils import (
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json,
+    sha256_bytes,
+    sha256_file,
+    stable_json,
+)
 
 FORMAT = "delusive-poison/1"
 STORAGES = ("uint8", "float32")
@@ -93,6 +101,9 @@ def check_budget(clean: ArrayDataset, images: np.ndarray, labels: np.ndarray, th
     offending: dict[str, list[int]] = {}
     if images.shape != clean.x.shape:
         return VerifyReport(False, [f"shape {images.shape} differs from the clean set's {clean.x.shape}"])
+    if labels.shape != clean.y.shape or not np.issubdtype(labels.dtype, np.integer):
+        return VerifyReport(False, [f"labels have shape {labels.shape} and dtype {labels.dtype}, expected integer "
+                                    f"labels of shape {clean.y.shape}"])
     changed = np.flatnonzero(labels != clean.y)
     if changed.size:
         offending["label_changed"] = changed.tolist()
@@ -184,18 +195,23 @@ def build_artifact(clean: ArrayDataset, poisoned: np.ndarray, threat: ThreatMode
         "norm_stats": report.norm_stats,
         "labels_sha256": files["labels.npy"],
         "files": files,
-        "payload_sha256": payload_hash(files),
         "delusive_version": delusive.__version__,
     }
     if extra:
         manifest.update(extra)
+    manifest = json.loads(stable_json(manifest))
+    manifest["payload_sha256"] = payload_hash(files, manifest)
     art = PoisonArtifact(images, labels, manifest, class_deltas, mask)
     art._payload = payload  # type: ignore[attr-defined]
     return art
 
 
-def payload_hash(files: dict[str, str]) -> str:
-    return sha256_bytes("".join(f"{k}:{v}\n" for k, v in sorted(files.items())).encode())
+def payload_hash(files: dict[str, str], manifest: dict[str, Any]) -> str:
+    """SHA-256 over every payload file's hash *and* every manifest field (but this hash itself), so neither
+    an image nor a claimed budget can be edited without ``verify`` noticing."""
+    body = {k: v for k, v in manifest.items() if k != "payload_sha256"}
+    lines = "".join(f"{k}:{v}\n" for k, v in sorted(files.items()))
+    return sha256_bytes(lines.encode(), stable_json(body).encode())
 
 
 def save_artifact(art: PoisonArtifact, out_dir: str | Path) -> Path:
@@ -222,11 +238,13 @@ def load_artifact(path: str | Path) -> PoisonArtifact:
     if not (d / "manifest.json").exists():
         raise FileNotFoundError(f"{d}: not a poison artifact (no manifest.json)")
     manifest = read_json(d / "manifest.json")
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{d / 'manifest.json'}: unknown format {manifest.get('format')!r}, expected {FORMAT}")
 
     def arr(name: str) -> np.ndarray | None:
         p = d / name
+        if not isinstance(manifest.get("files"), dict) or "images.npy" not in manifest["files"]:
+            raise ValueError(f"{d / 'manifest.json'}: no 'files' table naming the payload")
         if name not in manifest["files"]:
             return None
         if not p.exists():
@@ -241,20 +259,24 @@ def load_artifact(path: str | Path) -> PoisonArtifact:
     return PoisonArtifact(images, labels, manifest, arr("class_deltas.npy"), arr("mask.npy"))
 
 
-def verify_artifact(path: str | Path, clean: ArrayDataset) -> VerifyReport:
-    """Recompute every δ_i against ``clean``: payload hash, labels, [0,1] box, ‖δ_i‖ ≤ ε, source dataset."""
+def verify_artifact(path: str | Path, clean: ArrayDataset, expected: ThreatModel | None = None) -> VerifyReport:
+    """Recompute every δ_i against ``clean``: payload hash, labels, [0,1] box, ‖δ_i‖ ≤ ε, source dataset.
+
+    With ``expected``, every δ_i is checked against that budget (the one the user was promised) rather
+    than the one the manifest claims.
+    """
     d = Path(path)
     art = load_artifact(d)
     problems: list[str] = []
     files = {name: sha256_file(d / name) for name in art.manifest["files"]}
     tampered = [n for n, h in files.items() if h != art.manifest["files"][n]]
-    if tampered or payload_hash(files) != art.manifest.get("payload_sha256"):
-        problems.append(f"payload hash mismatch in {', '.join(tampered) or 'manifest'}: the files were changed "
-                        "after the artifact was written")
+    if tampered or payload_hash(files, art.manifest) != art.manifest.get("payload_sha256"):
+        problems.append(f"payload hash mismatch in {', '.join(tampered) or 'manifest.json'}: the artifact was "
+                        "changed after it was written")
     if art.manifest.get("source_sha256") != clean.sha256():
         problems.append(f"the artifact was made from a different dataset (source sha256 "
                         f"{str(art.manifest.get('source_sha256'))[:16]}…, clean set {clean.sha256()[:16]}…)")
-    report = check_budget(clean, art.images, art.labels, art.threat())
+    report = check_budget(clean, art.images, art.labels, expected if expected is not None else art.threat())
     report.problems = problems + report.problems
     report.ok = not report.problems
     return report

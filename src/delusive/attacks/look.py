@@ -22,7 +22,7 @@ def _hwc(img: np.ndarray) -> np.ndarray:
     return img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
 
 
-def show_artifact(artifact_dir: str | Path, clean: ArrayDataset, out: str | Path, per_row: int = 8,
+def show_artifact(artifact_dir: str | Path, clean: ArrayDataset, out: str | Path, per_row: int | None = None,
                   seed: int = 0) -> Path:
     """Draw a PNG: clean, poisoned and amplified δ for ``per_row`` examples of different classes, plus the
     K class perturbations when the artifact has them."""
@@ -40,11 +40,11 @@ def show_artifact(artifact_dir: str | Path, clean: ArrayDataset, out: str | Path
         idx = np.flatnonzero(clean.y == k)
         if idx.size:
             picks.append(int(rng.choice(idx)))
-    picks = picks[:per_row]
+    picks = picks[: per_row or clean.num_classes]
     rows = [("clean", [xc[i] for i in picks]), ("poisoned", [xp[i] for i in picks]),
             ("δ (amplified)", [_rescale(xp[i] - xc[i]) for i in picks])]
     if art.class_deltas is not None:
-        rows.append(("class δ_y", [_rescale(d) for d in art.class_deltas[: len(picks)]]))
+        rows.append(("class δ_y", [_rescale(art.class_deltas[int(clean.y[i])]) for i in picks]))
     cmap = "gray" if clean.shape[0] == 1 else None
     fig, axes = plt.subplots(len(rows), len(picks), figsize=(1.3 * len(picks), 1.4 * len(rows)), squeeze=False)
     names = clean.classes or tuple(str(k) for k in range(clean.num_classes))

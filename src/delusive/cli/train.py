@@ -22,6 +22,7 @@ from delusive.cli.common import (
     parse_params,
     positive_float,
     positive_int,
+    resolve_budget,
 )
 from delusive.data import dataset_info, load_dataset
 from delusive.defenses import SCHEDULES, TrainConfig, create_objective, fit, objective_names
@@ -29,7 +30,7 @@ from delusive.evaluation import evaluate, natural_accuracy
 from delusive.experiments.poisoning import clean_training_set, seeded_subset
 from delusive.models import DEFAULT_MODEL, create_model, model_names, save_model
 from delusive.runtime import PRECISIONS
-from delusive.threat import NORMS, covers, default_budget, make_threat
+from delusive.threat import NORMS, covers, make_threat
 from delusive.utils import atomic_write_json, config_hash
 
 
@@ -87,21 +88,23 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
 
 
 def eval_threat(args: argparse.Namespace, dataset: str):  # type: ignore[no-untyped-def]
-    norm, eps = default_budget(dataset)
-    if getattr(args, "norm", None) is not None or getattr(args, "eps", None) is not None:
-        norm, eps = args.norm or norm, args.eps or eps
-    return make_threat(args.eval_norm or norm, args.eval_eps or eps)
+    """The robust-evaluation threat: --eval-norm/--eval-eps, else the defense's, else the dataset default."""
+    base_norm, base_eps = resolve_budget(dataset, getattr(args, "norm", None), getattr(args, "eps", None))
+    norm = args.eval_norm or base_norm
+    if args.eval_eps is None and norm != base_norm:
+        raise UsageError(f"--eval-eps: required when --eval-norm {norm} differs from the defense's norm {base_norm}")
+    return make_threat(norm, args.eval_eps or base_eps)
 
 
 def build_objective(args: argparse.Namespace, dataset: str):  # type: ignore[no-untyped-def]
-    norm, eps = default_budget(dataset)
+    norm, eps = resolve_budget(dataset, args.norm, args.eps)
     params = parse_params(args.defense_param, "--defense-param")
     if args.steps is not None:
         params["steps"] = args.steps
     if args.rel_step_size is not None:
         params["rel_step_size"] = args.rel_step_size
     try:
-        return create_objective(args.defense, args.norm or norm, args.eps or eps, **params)
+        return create_objective(args.defense, norm, eps, **params)
     except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
 

@@ -114,8 +114,6 @@ def make_synthetic(n: int, num_classes: int = 10, shape: tuple[int, int, int] = 
     c, h, w = (int(s) for s in shape)
     protos = rng.random((num_classes, c, h, w)) < 0.3
     if sample_seed is not None:
-        rng = np.random.default_rng([seed, sample_seed])
-    if sample_seed is not None:
         rng = np.random.default_rng([int(seed), int(sample_seed), 0x5A4D])
     y = np.arange(n) % num_classes
     rng.shuffle(y)

@@ -83,6 +83,8 @@ def fit(
         model.train()
         te = time.perf_counter()
         tot_loss = tot_correct = tot_n = 0.0
+        stat_sums: dict[str, float] = {}
+        stat_ns: dict[str, float] = {}
         bar = progress(loader.epoch_with_indices(epoch), total=steps_per_epoch,
                        desc=f"{desc} {epoch + 1}/{cfg.epochs}")
         for i, (xb, yb, idx) in enumerate(bar):
@@ -101,11 +103,15 @@ def fit(
             tot_loss += out.loss.item() * n
             tot_correct += (out.logits.detach().argmax(1) == yb).sum().item()
             tot_n += n
+            for k, v in out.stats.items():
+                stat_sums[k] = stat_sums.get(k, 0.0) + float(v) * n
+                stat_ns[k] = stat_ns.get(k, 0.0) + n
             bar.set_postfix(loss=f"{tot_loss / tot_n:.3f}", acc=f"{tot_correct / tot_n:.3f}", refresh=False)
         bar.close()
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": tot_loss / max(tot_n, 1),
                                "train_accuracy": tot_correct / max(tot_n, 1), "lr": lr,
                                "epoch_time_s": time.perf_counter() - te}
+        row.update({f"objective_{k}": v / stat_ns[k] for k, v in stat_sums.items()})
         if eval_fn is not None:
             row.update(eval_fn(model, epoch + 1))
         history.append(row)

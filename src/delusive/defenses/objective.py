@@ -39,7 +39,7 @@ class Objective:
 
     def __init__(self, threat: ThreatModel | None) -> None:
         if self.needs_threat and threat is None:
-            raise ValueError(f"defense {self.name!r} needs a threat model: give --defense-norm and --defense-eps")
+            raise ValueError(f"defense {self.name!r} needs a threat model: give its norm and eps (CLI: --norm/--eps; spec: norm/eps of the defense)")
         self.threat = threat
         self.epoch = 0
         self.epochs = 1
@@ -132,7 +132,7 @@ def create_objective(name: str, norm: str | None = None, eps: str | float | None
     if cls.needs_threat:
         if norm is None or eps is None:
             raise ValueError(f"defense {name!r} needs a threat model: give its norm and eps "
-                             f"(e.g. --defense-norm linf --defense-eps 0.1)")
+                             f"(CLI: --norm linf --eps 0.1; spec: norm/eps of the defense)")
         threat = make_threat(norm, eps)
     for k, v in params.items():
         default = sig.parameters[k].default
@@ -140,4 +140,6 @@ def create_objective(name: str, norm: str | None = None, eps: str | float | None
             raise ValueError(f"defense {name!r}: {k} must be true or false, got {v!r}")
         if isinstance(default, int | float) and not isinstance(default, bool) and not isinstance(v, int | float):
             raise ValueError(f"defense {name!r}: {k} must be a number, got {v!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and not float(v).is_integer():
+            raise ValueError(f"defense {name!r}: {k} must be an integer, got {v!r}")
     return cls(threat, **params)

@@ -68,7 +68,8 @@ def robust_predictions(
     precision: str = "fp32",
     desc: str = "robust eval",
 ) -> torch.Tensor:
-    """Boolean per example: correctly classified under every PGD restart."""
+    """Boolean per example: correctly classified at every PGD iterate of every restart (each iterate is a
+    feasible point, so any misclassified iterate is a successful attack)."""
     gen = torch.Generator().manual_seed(seed)
     ok = []
     with eval_mode(model):
@@ -79,7 +80,7 @@ def robust_predictions(
                 with autocast(precision):
                     res = pgd(model, xb, yb, threat, steps=steps, rel_step_size=rel_step_size,
                               random_start=random_start, generator=gen)
-                alive &= ~res.misclassified
+                alive &= res.first_misclassified < 0
             ok.append(alive)
     return torch.cat(ok) if ok else torch.zeros(0, dtype=torch.bool)
 

@@ -69,6 +69,8 @@ def make_poison(
             model, info = get_crafting_model(train, crafting_arch, crafting_config(seed, crafting_epochs), cache_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # an older artifact in ``out`` stops being valid the moment a new crafting run starts in it
+    (out / "manifest.json").unlink(missing_ok=True)
     print(f"crafting {attack} on {dataset} ({len(train)} images, {threat!r}) -> {out}", file=sys.stderr)
     t0 = time.perf_counter()
     result = atk.craft(train, threat, model, seed=seed, work_dir=out)

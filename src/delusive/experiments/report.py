@@ -24,18 +24,49 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
 
 
-def _order(values: list[str], preferred: tuple[str, ...] = ()) -> list[str]:
+def _order(values: list[str], preferred: tuple[str, ...] = (), ranks: dict[str, int] | None = None) -> list[str]:
+    """Distinct values: by the spec's order where known, else ``preferred``, else first appearance."""
     seen: list[str] = []
     for v in values:
         if v not in seen:
             seen.append(v)
-    return sorted(seen, key=lambda v: (preferred.index(v) if v in preferred else len(preferred), seen.index(v)))
+    ranks = ranks or {}
+    return sorted(seen, key=lambda v: (ranks.get(v, 10**6), preferred.index(v) if v in preferred else
+                                       len(preferred), seen.index(v)))
+
+
+def _rows(records: list[dict[str, Any]]) -> list[str]:
+    ranks = {r["defense"]: r["order"]["defense"] for r in records if "order" in r}
+    return _order([r["defense"] for r in records], ranks=ranks)
+
+
+def _cols(records: list[dict[str, Any]]) -> list[str]:
+    ranks = {r["attack"]: r["order"]["attack"] for r in records if "order" in r}
+    return _order([r["attack"] for r in records], ATTACK_ORDER, ranks)
+
+
+def groups(records: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Records split by (dataset, model): each group gets its own table."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        out[(r.get("dataset", "?"), r.get("model", "?"))].append(r)
+    return [(f"{d}, {m}", rs) for (d, m), rs in out.items()]
 
 
 def aggregate(records: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], dict[str, float]]:
-    """(defense label, attack) → {mean, std, n} of ``metric`` (a fraction) over seeds, in percent."""
+    """(defense label, attack) → {mean, std, n} of ``metric`` (a fraction) over seeds, in percent.
+
+    Records must come from one (dataset, model) group (see :func:`groups`); a seed seen twice for the same
+    cell is an error rather than an extra sample.
+    """
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+    seen: set[tuple[str, str, int]] = set()
     for r in records:
+        key = (r["defense"], r["attack"], r["seed"])
+        if key in seen:
+            raise ValueError(f"two results for {r['defense']} on {r['attack']} with seed {r['seed']}: "
+                             "the records mix configurations")
+        seen.add(key)
         groups[(r["defense"], r["attack"])].append(100.0 * float(r[metric]))
     out = {}
     for key, vals in groups.items():
@@ -53,8 +84,7 @@ def format_cell(stat: dict[str, float] | None) -> str:
 
 
 def table_markdown(records: list[dict[str, Any]], metric: str = "natural_accuracy", title: str = "") -> str:
-    rows = _order([r["defense"] for r in records])
-    cols = _order([r["attack"] for r in records], ATTACK_ORDER)
+    rows, cols = _rows(records), _cols(records)
     stats = aggregate(records, metric)
     times: dict[str, list[float]] = defaultdict(list)
     for r in records:
@@ -79,8 +109,8 @@ def table_csv(records: list[dict[str, Any]]) -> str:
     w.writerow(["training", "attack", "metric", "mean_percent", "std_percent", "n_seeds"])
     for metric in ("natural_accuracy", "robust_accuracy", "best_natural_accuracy"):
         stats = aggregate(records, metric)
-        for row in _order([r["defense"] for r in records]):
-            for col in _order([r["attack"] for r in records], ATTACK_ORDER):
+        for row in _rows(records):
+            for col in _cols(records):
                 s = stats.get((row, col))
                 if s:
                     w.writerow([row, col, metric, f"{s['mean']:.4f}", f"{s['std']:.4f}", s["n"]])
@@ -95,8 +125,7 @@ def figure_bars(records: list[dict[str, Any]], out: Path, title: str = "") -> Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _order([r["defense"] for r in records])
-    cols = [c for c in _order([r["attack"] for r in records], ATTACK_ORDER)]
+    rows, cols = _rows(records), _cols(records)
     stats = aggregate(records, "natural_accuracy")
     fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(cols), 3.6))
     width = 0.8 / max(len(rows), 1)
@@ -105,9 +134,10 @@ def figure_bars(records: list[dict[str, Any]], out: Path, title: str = "") -> Pa
         means = [stats.get((row, c), {"mean": float("nan")})["mean"] for c in cols]
         errs = [stats.get((row, c), {"std": 0.0})["std"] for c in cols]
         ax.bar(xs, means, width, yerr=errs, capsize=2, label=row)
-    baseline = stats.get((rows[0], "clean")) if rows else None
+    standard = [r["defense"] for r in records if r.get("defense_name") == "standard"]
+    baseline = stats.get((standard[0], "clean")) if standard else None
     if baseline:
-        ax.axhline(baseline["mean"], color="tab:orange", ls="--", lw=1, label=f"{rows[0]} on clean data")
+        ax.axhline(baseline["mean"], color="tab:orange", ls="--", lw=1, label=f"{standard[0]} on clean data")
     ax.set_xticks(range(len(cols)), cols)
     ax.set_ylabel("natural test accuracy (%)")
     ax.set_ylim(0, 100)
@@ -127,7 +157,7 @@ def figure_curves(records: list[dict[str, Any]], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _order([r["defense"] for r in records])
+    rows = _rows(records)
     fig, axes = plt.subplots(1, len(rows), figsize=(3.4 * len(rows), 3), squeeze=False)
     for ax, row in zip(axes[0], rows, strict=True):
         for r in records:
@@ -152,16 +182,24 @@ def write_report(records: list[dict[str, Any]], out_dir: str | Path, title: str 
         raise ValueError(f"{out_dir}: no finished cells to report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md = (f"# {title or 'Sweep report'}\n\n" + table_markdown(records, "natural_accuracy", "Natural accuracy")
-          + "\n" + table_markdown(records, "robust_accuracy",
-                                  f"Robust accuracy (PGD, {_threat_text(records)}, first "
-                                  f"{records[0].get('robust_subset', '?')} test images)"))
+    parts = [f"# {title or 'Sweep report'}\n"]
+    multi = len(groups(records)) > 1
+    for name, rs in groups(records):
+        suffix = f" — {name}" if multi else ""
+        parts.append(table_markdown(rs, "natural_accuracy", f"Natural accuracy (final epoch){suffix}"))
+        parts.append(table_markdown(rs, "robust_accuracy", f"Robust accuracy (PGD, {_threat_text(rs)}, first "
+                                    f"{rs[0].get('robust_subset', '?')} test images, final epoch){suffix}"))
+        if any(r.get("selection") == "val_natural_accuracy" for r in rs):
+            parts.append(table_markdown(rs, "best_natural_accuracy", "Natural accuracy at the epoch chosen on a "
+                                        f"held-out split of the training set{suffix}"))
+    md = "\n".join(parts)
     paths = {"table_md": out / "table.md", "table_csv": out / "table.csv", "figure": out / "figure.png",
              "curves": out / "curves.png"}
     atomic_write_text(paths["table_md"], md)
     atomic_write_text(paths["table_csv"], table_csv(records))
-    figure_bars(records, paths["figure"], title)
-    figure_curves(records, paths["curves"])
+    first = groups(records)[0][1]
+    figure_bars(first, paths["figure"], title)
+    figure_curves(first, paths["curves"])
     return paths
 
 

@@ -7,25 +7,23 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from delusive.attacks import load_artifact
-from delusive.data import ArrayDataset, dataset_info, load_dataset
+from delusive.attacks import load_artifact, verify_artifact
+from delusive.data import ArrayDataset, load_dataset
 from delusive.defenses import TrainConfig, create_objective, fit
 from delusive.evaluation import natural_accuracy, robust_predictions
-from delusive.experiments.crafting import crafting_config, get_crafting_model
+from delusive.experiments.crafting import get_crafting_model
 from delusive.experiments.poisoning import clean_training_set, make_poison
-from delusive.experiments.spec import Cell, Spec, expand
+from delusive.experiments.spec import Cell, Spec, eval_config, expand, train_config
 from delusive.experiments.store import RunStore, git_commit
 from delusive.models import create_model, save_model
 from delusive.threat import make_threat
 from delusive.utils import atomic_write_json, stable_json
-
-EVAL_DEFAULTS = {"steps": 20, "restarts": 1, "robust_subset": 1000, "rel_step_size": 2.5 / 20}
 
 
 def _log(msg: str) -> None:
@@ -44,14 +42,16 @@ def ensure_poison(cell: Cell, spec: Spec, store: RunStore) -> tuple[ArrayDataset
         threat = make_threat(pc["budget"]["norm"], pc["budget"]["eps"])
         model = info = None
         if pc["crafting"] is not None:
-            cfg = crafting_config(cell.seed, pc["crafting"].get("epochs"))
-            model, info = get_crafting_model(clean, pc["crafting"].get("arch", "small-cnn"), cfg, store.cache_dir)
+            cfg = TrainConfig(**{**pc["crafting"]["train"], "milestones": tuple(pc["crafting"]["train"]["milestones"])})
+            model, info = get_crafting_model(clean, pc["crafting"]["arch"], cfg, store.cache_dir)
         make_poison(cell.attack, cell.dataset, threat, d, data_root=spec.data_root, seed=cell.seed,
                     storage=pc["storage"], attack_params=pc["params"], train_subset=spec.train_subset,
                     model=model, model_info=info)
     art = load_artifact(d)
-    if art.manifest["source_sha256"] != clean.sha256():
-        raise ValueError(f"{d}: artifact was made from another dataset version; delete it to re-craft")
+    report = verify_artifact(d, clean)
+    if not report.ok:
+        raise ValueError(f"{d}: cached artifact fails verification ({'; '.join(report.problems)}); delete it to "
+                         "re-craft")
     timing = d / "timing.json"
     craft_time = float(json.loads(timing.read_text())["craft_time_s"]) if timing.exists() else None
     meta = {"attack": cell.attack, "artifact": str(d.relative_to(store.root)),
@@ -60,13 +60,13 @@ def ensure_poison(cell: Cell, spec: Spec, store: RunStore) -> tuple[ArrayDataset
     return art.dataset(cell.dataset, clean.classes), meta
 
 
-def train_config(spec: Spec, dataset: str, seed: int) -> TrainConfig:
-    info = dataset_info(dataset)
-    base = TrainConfig(seed=seed, crop_padding=info.crop_padding, hflip=info.hflip)
-    kw = dict(spec.train)
-    if "milestones" in kw:
-        kw["milestones"] = tuple(kw["milestones"])
-    return replace(base, **kw)
+def split_validation(train: ArrayDataset, size: int, seed: int) -> tuple[ArrayDataset, ArrayDataset | None]:
+    """Hold out ``size`` seeded training images (un-augmented) for choosing the best epoch: the defender
+    has only the possibly poisoned training set, never the clean test set, to select on."""
+    if size <= 0 or size >= len(train):
+        return train, None
+    perm = np.random.default_rng([seed, 7]).permutation(len(train))
+    return train.subset(np.sort(perm[size:])), train.subset(np.sort(perm[:size]))
 
 
 def run_cell(cell: Cell, spec: Spec, store: RunStore, test: ArrayDataset) -> dict[str, Any]:
@@ -75,16 +75,20 @@ def run_cell(cell: Cell, spec: Spec, store: RunStore, test: ArrayDataset) -> dic
     d = cell.defense
     objective = create_objective(d.name, d.norm, d.eps, **d.params)
     cfg = train_config(spec, cell.dataset, cell.seed)
-    ev = {**EVAL_DEFAULTS, **spec.eval}
-    threat = make_threat(ev.get("norm", spec.attack_budget["norm"]), ev.get("eps", spec.attack_budget["eps"]))
+    ev = eval_config(spec)
+    threat = make_threat(ev["norm"], ev["eps"])
+    train, val = split_validation(train, int(ev["val_size"]), cell.seed)
     x_test, y_test = test.tensors()
     n_rob = min(int(ev["robust_subset"]), len(test))
 
     def per_epoch(model: torch.nn.Module, epoch: int) -> dict[str, float]:
         ok = robust_predictions(model, x_test[:n_rob], y_test[:n_rob], threat, ev["steps"], ev["rel_step_size"],
                                 ev["restarts"], seed=cell.seed)
-        return {"test_natural_accuracy": natural_accuracy(model, test),
-                "test_robust_accuracy": float(ok.float().mean())}
+        row = {"test_natural_accuracy": natural_accuracy(model, test),
+               "test_robust_accuracy": float(ok.float().mean())}
+        if val is not None:
+            row["val_natural_accuracy"] = natural_accuracy(model, val)
+        return row
 
     c, h, _ = train.shape
     model = create_model(cell.model, train.num_classes, c, h, seed=cell.seed)
@@ -95,16 +99,19 @@ def run_cell(cell: Cell, spec: Spec, store: RunStore, test: ArrayDataset) -> dic
     save_model(model, cdir / "model.pt", {"arch": cell.model, "num_classes": train.num_classes, "in_channels": c,
                                           "image_size": h}, {"dataset": cell.dataset, "cell_id": cell.cell_id})
     hist = result.history
-    best = max(hist, key=lambda r: r["test_natural_accuracy"])
+    best = max(hist, key=lambda r: r.get("val_natural_accuracy", r["epoch"]))
     return {
         "cell_id": cell.cell_id, "dataset": cell.dataset, "attack": cell.attack, "defense": d.label,
         "defense_name": d.name, "model": cell.model, "seed": cell.seed, "config": cell.config,
+        "order": {"attack": spec.attacks.index(cell.attack), "defense": spec.defenses.index(d),
+                  "dataset": spec.datasets.index(cell.dataset), "model": spec.models.index(cell.model)},
         "poison": poison_meta, "eval_threat": threat.describe(),
         "natural_accuracy": hist[-1]["test_natural_accuracy"], "robust_accuracy": hist[-1]["test_robust_accuracy"],
         "best_epoch": best["epoch"], "best_natural_accuracy": best["test_natural_accuracy"],
-        "best_robust_accuracy": best["test_robust_accuracy"], "train_time_s": result.wall_time_s,
-        "wall_time_s": time.perf_counter() - t0, "history": hist, "versions": _versions(),
-        "git_commit": git_commit(), "robust_subset": n_rob,
+        "best_robust_accuracy": best["test_robust_accuracy"], "selection": "val_natural_accuracy" if val else "last",
+        "val_size": 0 if val is None else len(val), "train_size": len(train),
+        "train_time_s": result.wall_time_s, "wall_time_s": time.perf_counter() - t0, "history": hist,
+        "versions": _versions(), "git_commit": git_commit(), "robust_subset": n_rob,
     }
 
 
@@ -121,6 +128,7 @@ def run_sweep(spec: Spec, out: str | Path, max_cells: int | None = None) -> list
     store = RunStore(out)
     atomic_write_json(store.root / "spec.json", json.loads(stable_json(spec)))
     cells = expand(spec)
+    atomic_write_json(store.root / "cells.json", [c.cell_id for c in cells])
     todo = [c for c in cells if not store.is_done(c.cell_id)]
     _log(f"sweep {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already finished, {len(todo)} to run")
     tests: dict[str, ArrayDataset] = {}
@@ -132,5 +140,6 @@ def run_sweep(spec: Spec, out: str | Path, max_cells: int | None = None) -> list
         store.write_result(cell.cell_id, record)
         _log(f"    natural {record['natural_accuracy']:.4f} robust {record['robust_accuracy']:.4f} "
              f"({record['wall_time_s']:.0f}s)")
-    ids = {c.cell_id for c in cells}
-    return [r for r in store.records() if r["cell_id"] in ids]
+    ids = [c.cell_id for c in cells]
+    atomic_write_json(store.root / "cells.json", ids)
+    return [r for r in store.records() if r["cell_id"] in set(ids)]

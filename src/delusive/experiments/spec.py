@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from delusive.data import dataset_info
+from delusive.defenses.config import TrainConfig
 from delusive.utils import config_hash, parse_fraction
 
 TOP_KEYS = {"name", "description", "datasets", "data_root", "train_subset", "attacks", "attack_budget",
@@ -24,7 +26,9 @@ BUDGET_KEYS = {"norm", "eps"}
 CRAFTING_KEYS = {"arch", "epochs"}
 TRAIN_KEYS = {"epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
               "crop_padding", "hflip", "precision"}
-EVAL_KEYS = {"norm", "eps", "steps", "restarts", "robust_subset", "rel_step_size"}
+EVAL_KEYS = {"norm", "eps", "steps", "restarts", "robust_subset", "rel_step_size", "val_size"}
+EVAL_DEFAULTS: dict[str, Any] = {"steps": 20, "restarts": 1, "robust_subset": 1000, "rel_step_size": 2.5 / 20,
+                                 "val_size": 1000}
 
 
 class SpecError(ValueError):
@@ -157,7 +161,7 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
     ev = dict(_check_keys(d.get("eval", {}), EVAL_KEYS, f"{source}.eval"))
     if "norm" in ev or "eps" in ev:
         _budget({"norm": ev.get("norm"), "eps": ev.get("eps")}, f"{source}.eval")
-    return Spec(
+    spec = Spec(
         name=str(d.get("name", Path(source).stem)),
         datasets=tuple(str(x) for x in _list(d["datasets"], f"{source}.datasets")),
         attacks=tuple(attacks),
@@ -175,6 +179,25 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
         data_root=d.get("data_root"),
         description=str(d.get("description", "")),
     )
+    _validate_components(spec, source)
+    return spec
+
+
+def _validate_components(spec: Spec, source: str) -> None:
+    """Build every objective and training config now, so a bad value fails before anything is crafted."""
+    from delusive.defenses import create_objective
+
+    for i, d in enumerate(spec.defenses):
+        try:
+            create_objective(d.name, d.norm, d.eps, **d.params)
+        except (ValueError, TypeError) as e:
+            raise SpecError(f"{source}.defenses[{i}] ({d.label}): {e}") from None
+    for dataset in spec.datasets:
+        try:
+            dataset_info(dataset)
+            train_config(spec, dataset, 0)
+        except (ValueError, TypeError) as e:
+            raise SpecError(f"{source}: {e}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
@@ -187,9 +210,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
         keys = path.strip().split(".")
         node = out
         for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise SpecError(f"--set {item}: {k} is not a mapping")
+            if isinstance(node, list) and k.isdigit() and int(k) < len(node):
+                node = node[int(k)]
+            elif isinstance(node, dict):
+                node = node.setdefault(k, {})
+            else:
+                raise SpecError(f"--set {item}: cannot descend into {k!r}")
+            if isinstance(node, str):
+                raise SpecError(f"--set {item}: {k} is a plain value, not a mapping or list")
+        if isinstance(node, list):
+            raise SpecError(f"--set {item}: give a list index, e.g. defenses.1.eps")
         try:
             node[keys[-1]] = yaml.safe_load(raw)
         except yaml.YAMLError as e:
@@ -222,20 +252,47 @@ def load_preset(name: str, overrides: list[str] | None = None) -> Spec:
     return load_spec(path, overrides)
 
 
+def train_config(spec: Spec, dataset: str, seed: int) -> TrainConfig:
+    """The resolved training config of a cell: package defaults, the dataset's augmentation, the spec."""
+    info = dataset_info(dataset)
+    kw = dict(spec.train)
+    if "milestones" in kw:
+        kw["milestones"] = tuple(kw["milestones"])
+    return replace(TrainConfig(seed=seed, crop_padding=info.crop_padding, hflip=info.hflip), **kw)
+
+
+def eval_config(spec: Spec) -> dict[str, Any]:
+    """The resolved evaluation config; the robust threat defaults to the attack budget."""
+    ev = {**EVAL_DEFAULTS, "norm": spec.attack_budget["norm"], "eps": spec.attack_budget["eps"], **spec.eval}
+    ev["eps"] = str(ev["eps"])
+    return ev
+
+
 def expand(spec: Spec) -> list[Cell]:
-    """All cells of a spec, in a stable order (dataset, attack, defense, model, seed)."""
+    """All cells of a spec, in a stable order (dataset, attack, defense, model, seed).
+
+    A cell's config is *resolved*: every default the run will use (training, objective, evaluation,
+    crafting) is written out, so a changed package default changes the cell id instead of reusing a stale
+    result (REFERENCE.md: the authors' scripts reused stale poisons).
+    """
     from delusive.attacks.defaults import default_attack_params
+    from delusive.defenses import create_objective
+    from delusive.experiments.crafting import crafting_config
 
     cells = []
+    ev = eval_config(spec)
     for dataset, attack, defense, model, seed in itertools.product(spec.datasets, spec.attacks, spec.defenses,
                                                                    spec.models, spec.seeds):
         params = default_attack_params(attack, dataset, spec.reference_schedule)
         params.update(spec.attack_params.get(attack, {}))
+        crafting = None
+        if attack in ("P1", "P2", "P3", "P4"):
+            crafting = {"arch": spec.crafting.get("arch", "small-cnn"),
+                        "train": crafting_config(seed, spec.crafting.get("epochs")).to_dict()}
         poison = {"dataset": dataset, "attack": attack, "budget": spec.attack_budget, "params": params,
-                  "storage": spec.storage, "seed": seed, "train_subset": spec.train_subset,
-                  "crafting": spec.crafting if attack in ("P1", "P2", "P3", "P4") else None}
-        config = {"poison": poison, "defense": {"name": defense.name, "norm": defense.norm, "eps": defense.eps,
-                                                "params": defense.params},
-                  "model": model, "train": spec.train, "eval": spec.eval, "seed": seed}
+                  "storage": spec.storage, "seed": seed, "train_subset": spec.train_subset, "crafting": crafting}
+        objective = create_objective(defense.name, defense.norm, defense.eps, **defense.params)
+        config = {"poison": poison, "defense": objective.describe(), "model": model,
+                  "train": train_config(spec, dataset, seed).to_dict(), "eval": ev, "seed": seed}
         cells.append(Cell(dataset, attack, defense, model, seed, config))
     return cells

@@ -53,6 +53,14 @@ class RunStore:
     def write_result(self, cell_id: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.cell_dir(cell_id) / "result.json", record)
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every finished cell's record, in a stable order."""
-        return [read_json(p) for p in sorted((self.root / "cells").glob("*/result.json"))]
+    def records(self, current_only: bool = True) -> list[dict[str, Any]]:
+        """Finished cells' records: by default only those of the latest sweep in this directory (cells.json),
+        so a rerun with other settings is never averaged with the old cells."""
+        ids = None
+        if current_only and (self.root / "cells.json").exists():
+            ids = set(read_json(self.root / "cells.json"))
+        out = []
+        for p in sorted((self.root / "cells").glob("*/result.json")):
+            if ids is None or p.parent.name in ids:
+                out.append(read_json(p))
+        return out

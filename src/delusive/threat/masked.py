@@ -6,6 +6,7 @@ may not move at all, i.e. B = {x' : ‖x_m − x'_m‖∞ + ∞·‖x_c − x'_c
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -49,7 +50,9 @@ class Masked(ThreatModel):
 
     def describe(self) -> dict[str, Any]:
         d = self.base.describe()
-        d.update(norm=self.norm_name, mask_fraction=float(self.mask.mean()), mask_shape=list(self.mask.shape))
+        digest = hashlib.sha256(self.mask.numpy().astype("<f4").tobytes()).hexdigest()
+        d.update(norm=self.norm_name, mask_fraction=float(self.mask.mean()), mask_shape=list(self.mask.shape),
+                 mask_sha256=digest)
         return d
 
 
