@@ -39,7 +39,8 @@ class Objective:
 
     def __init__(self, threat: ThreatModel | None) -> None:
         if self.needs_threat and threat is None:
-            raise ValueError(f"defense {self.name!r} needs a threat model: give its norm and eps (CLI: --norm/--eps; spec: norm/eps of the defense)")
+            raise ValueError(f"defense {self.name!r} needs a threat model: give its norm and eps "
+                             "(CLI: --norm/--eps; spec: norm/eps of the defense)")
         self.threat = threat
         self.epoch = 0
         self.epochs = 1
