@@ -88,7 +88,8 @@ class _Universal(Attack):
             deltas = universal_class_deltas(model, x_all, train.num_classes, threat, self.iterations,
                                             self.batch_size, self.rel_step_size, seed, ckpt, f"craft {self.name}")
             ckpt.clear()
-            _MEMO.clear()
+            if len(_MEMO) >= 8:
+                _MEMO.pop(next(iter(_MEMO)))
             _MEMO[ident] = deltas
         per_class = self.assign(deltas)
         return CraftResult(apply_class_deltas(train, per_class), per_class.numpy().astype(np.float32))
