@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	DELUSIVE_PROGRESS=$${DELUSIVE_PROGRESS:-1} $(VENV)/bin/delusive reproduce --preset demo --out $(OUT)
+	$(VENV)/bin/delusive reproduce --preset demo --out $(OUT)
 
 test: setup
 	DELUSIVE_PROGRESS=0 $(PY) -m pytest -q -ra

@@ -343,7 +343,8 @@ def test_experiment_specs_select_variants_with_params():
 
     spec = {"datasets": ["synthetic"], "attacks": ["P5"], "attack_budget": {"norm": "linf", "eps": "0.1"},
             "defenses": [{"name": "trades", "norm": "l2", "eps": "0.5", "params": {"beta": 3}},
-                         {"name": "trades", "label": "trades-b6", "norm": "l2", "eps": "0.5"}, {"name": "fat", "norm": "linf", "eps": "0.1"}]}
+                         {"name": "trades", "label": "trades-b6", "norm": "l2", "eps": "0.5"},
+                         {"name": "fat", "norm": "linf", "eps": "0.1"}]}
     cells = expand(parse_spec(spec))
     assert len({c.cell_id for c in cells}) == 3  # the params are part of each cell's identity
     d = cells[0].defense

@@ -13,30 +13,27 @@ class UsageError(Exception):
     """A bad option value; the CLI prints it and exits with status 2."""
 
 
-def positive_int(name: str):  # type: ignore[no-untyped-def]
+def int_at_least(name: str, minimum: int):  # type: ignore[no-untyped-def]
+    """An argparse type: an integer >= ``minimum``, with an error naming the option."""
+
     def conv(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}")
+            v = minimum - 1
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= {minimum}, got {text!r}")
         return v
 
     return conv
+
+
+def positive_int(name: str):  # type: ignore[no-untyped-def]
+    return int_at_least(name, 1)
 
 
 def nonneg_int(name: str):  # type: ignore[no-untyped-def]
-    def conv(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {text!r}") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {text!r}")
-        return v
-
-    return conv
+    return int_at_least(name, 0)
 
 
 def positive_float(name: str):  # type: ignore[no-untyped-def]

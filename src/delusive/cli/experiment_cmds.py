@@ -48,19 +48,18 @@ def _sweep_and_report(spec, out: str, max_cells: int | None) -> int:  # type: ig
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    try:
-        spec = load_spec(args.spec, args.set)
-    except SpecError as e:
-        raise UsageError(str(e)) from None
-    return _sweep_and_report(spec, args.out, args.max_cells)
+    return _sweep_and_report(_spec_or_usage(load_spec, args.spec, args.set), args.out, args.max_cells)
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
+    return _sweep_and_report(_spec_or_usage(load_preset, args.preset, args.set), args.out, args.max_cells)
+
+
+def _spec_or_usage(loader, source: str, overrides: list[str] | None):  # type: ignore[no-untyped-def]
     try:
-        spec = load_preset(args.preset, args.set)
+        return loader(source, overrides)
     except SpecError as e:
         raise UsageError(str(e)) from None
-    return _sweep_and_report(spec, args.out, args.max_cells)
 
 
 def run_report(args: argparse.Namespace) -> int:

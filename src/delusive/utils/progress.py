@@ -13,11 +13,18 @@ T = TypeVar("T")
 
 
 def progress_enabled() -> bool:
-    return os.environ.get("DELUSIVE_PROGRESS", "1") not in ("0", "false", "no")
+    """DELUSIVE_PROGRESS=1 forces bars on, =0 off; by default they show only on a terminal (a log file
+    would fill with carriage-return frames)."""
+    value = os.environ.get("DELUSIVE_PROGRESS", "auto").lower()
+    if value in ("0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    return sys.stderr.isatty()
 
 
 def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> tqdm:
-    """A tqdm bar on stderr; disabled when DELUSIVE_PROGRESS=0 (tests, CI logs)."""
+    """A tqdm bar on stderr (see :func:`progress_enabled`)."""
     kwargs.setdefault("disable", not progress_enabled())
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("dynamic_ncols", True)
