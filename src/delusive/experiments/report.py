@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -137,12 +138,12 @@ def figure_bars(records: list[dict[str, Any]], out: Path, title: str = "") -> Pa
     standard = [r["defense"] for r in records if r.get("defense_name") == "standard"]
     baseline = stats.get((standard[0], "clean")) if standard else None
     if baseline:
-        ax.axhline(baseline["mean"], color="tab:orange", ls="--", lw=1, label=f"{standard[0]} on clean data")
+        ax.axhline(baseline["mean"], color="black", ls="--", lw=1, label=f"{standard[0]} on clean data")
     ax.set_xticks(range(len(cols)), cols)
     ax.set_ylabel("natural test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=8)
     fig.tight_layout()
     with atomic_write(out, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
