@@ -225,3 +225,12 @@ def test_crafting_resumes_after_a_kill(synth, synth_model, tmp_path, monkeypatch
     assert calls["n"] == -100 + 3  # only the 3 unfinished batches of 6 were crafted again
     assert np.array_equal(resumed, full)
     assert not list(tmp_path.glob("craft_*"))
+
+
+def test_png_import_rejects_bad_tables(synth, tmp_path):
+    (tmp_path / "labels.csv").write_text("name,y\n000000.png,0\n")
+    with pytest.raises(ValueError, match="expected columns filename,label"):
+        import_poison(tmp_path, synth, LinfBall(0.1), dataset="synthetic")
+    (tmp_path / "labels.csv").write_text("filename,label\ncat.png,0\n")
+    with pytest.raises(ValueError, match="named by its training index"):
+        import_poison(tmp_path, synth, LinfBall(0.1), dataset="synthetic")

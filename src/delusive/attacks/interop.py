@@ -59,9 +59,16 @@ def read_png_folder(folder: str | Path, clean: ArrayDataset) -> np.ndarray:
     if not labels_csv.exists():
         raise FileNotFoundError(f"{labels_csv}: missing (expected a filename,label table)")
     with open(labels_csv, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            name, label = row["filename"], int(row["label"])
-            idx = int(Path(name).stem)
+        reader = csv.DictReader(f)
+        if not {"filename", "label"} <= set(reader.fieldnames or []):
+            raise ValueError(f"{labels_csv}: expected columns filename,label, got {reader.fieldnames}")
+        for row in reader:
+            name = row["filename"]
+            try:
+                label, idx = int(row["label"]), int(Path(name).stem)
+            except ValueError:
+                raise ValueError(f"{labels_csv}: row {row}: the file must be named by its training index "
+                                 "(e.g. 000123.png) and the label must be an integer") from None
             if not 0 <= idx < n:
                 raise ValueError(f"{root / name}: index {idx} outside the clean set (0..{n - 1})")
             if label != int(clean.y[idx]):
