@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -38,3 +39,22 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return list(self)
+
+
+def hyperparameters(cls: type, skip: tuple[str, ...] = ("self",)) -> dict[str, Any]:
+    """A component's hyperparameters: the named keyword parameters of its ``__init__`` and their defaults
+    (the documented values); attacks and objectives both declare theirs this way."""
+    if cls.__init__ is object.__init__:
+        return {}
+    sig = inspect.signature(cls.__init__)
+    return {k: p.default for k, p in sig.parameters.items()
+            if k not in skip and p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+def check_params(kind: str, name: str, cls: type, params: dict[str, Any], skip: tuple[str, ...] = ("self",)) -> None:
+    """Raise ``ValueError`` naming unknown params of component ``name`` and the allowed ones."""
+    allowed = list(hyperparameters(cls, skip))
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"{kind} {name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(allowed) or 'none'}")

@@ -6,7 +6,6 @@ it never sees a defense. A crafting model, where needed, is passed in (trained e
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from delusive.data import ArrayDataset
-from delusive.registry import Registry
+from delusive.registry import Registry, check_params, hyperparameters
 from delusive.threat import ThreatModel
 
 
@@ -46,15 +45,7 @@ class Attack:
         raise NotImplementedError
 
     def params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _param_names(type(self))}
-
-
-def _param_names(cls: type) -> list[str]:
-    """Hyperparameter names: the named keyword parameters of ``__init__``."""
-    if cls.__init__ is object.__init__:
-        return []
-    sig = inspect.signature(cls.__init__)
-    return [k for k, p in sig.parameters.items() if k != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+        return {k: getattr(self, k) for k in hyperparameters(type(self))}
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
@@ -67,9 +58,5 @@ def attack_names() -> list[str]:
 def create_attack(name: str, **params: Any) -> Attack:
     """Build attack ``name``; unknown params are an error naming the allowed ones."""
     cls = ATTACKS.get(name)
-    allowed = _param_names(cls)
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(f"attack {name!r}: unknown parameter(s) {', '.join(unknown)}; allowed: "
-                         f"{', '.join(allowed) or 'none'}")
+    check_params("attack", name, cls, params)
     return cls(**params)

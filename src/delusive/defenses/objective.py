@@ -7,7 +7,6 @@ when the training data sits within the defender's ε of it.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from delusive.perturb import pgd
-from delusive.registry import Registry
+from delusive.registry import Registry, check_params, hyperparameters
 from delusive.runtime import eval_mode
 from delusive.threat import ThreatModel, make_threat
 
@@ -55,8 +54,7 @@ class Objective:
 
     def params(self) -> dict[str, Any]:
         """The objective's hyperparameters (part of a run's identity)."""
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k not in ("self", "threat")}
+        return {k: getattr(self, k) for k in hyperparameters(type(self), _SKIP)}
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "params": self.params()}
@@ -66,6 +64,7 @@ class Objective:
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("defense")
+_SKIP = ("self", "threat")
 
 
 @OBJECTIVES.register("standard")
@@ -123,12 +122,8 @@ def create_objective(name: str, norm: str | None = None, eps: str | float | None
     Unknown params are an error naming the allowed ones.
     """
     cls = OBJECTIVES.get(name)
-    sig = inspect.signature(cls.__init__)
-    allowed = [k for k in sig.parameters if k not in ("self", "threat")]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(f"defense {name!r}: unknown parameter(s) {', '.join(unknown)}; "
-                         f"allowed: {', '.join(allowed) or 'none'}")
+    check_params("defense", name, cls, params, _SKIP)
+    defaults = hyperparameters(cls, _SKIP)
     threat = None
     if cls.needs_threat:
         if norm is None or eps is None:
@@ -136,7 +131,7 @@ def create_objective(name: str, norm: str | None = None, eps: str | float | None
                              f"(CLI: --norm linf --eps 0.1; spec: norm/eps of the defense)")
         threat = make_threat(norm, eps)
     for k, v in params.items():
-        default = sig.parameters[k].default
+        default = defaults[k]
         if isinstance(default, bool) and not isinstance(v, bool):
             raise ValueError(f"defense {name!r}: {k} must be true or false, got {v!r}")
         if isinstance(default, int | float) and not isinstance(default, bool) and not isinstance(v, int | float):

@@ -142,8 +142,11 @@ def _single_run(
                     step = step + step_noise * torch.randn(x.shape, generator=generator, dtype=x.dtype,
                                                            device=x.device)
                 stepped = threat.project(x_adv + step, x)
-                mask = active.view(-1, *([1] * (x.dim() - 1)))
-                x_adv = torch.where(mask, stepped, x_adv.detach())
+                if tau is None:  # nothing is ever frozen: skip the per-sample select on the hot path
+                    x_adv = stepped
+                else:
+                    mask = active.view(-1, *([1] * (x.dim() - 1)))
+                    x_adv = torch.where(mask, stepped, x_adv.detach())
                 taken += active.long()
         else:  # pragma: no cover - loop always breaks at t == steps
             raise AssertionError
