@@ -116,6 +116,16 @@ def test_report_mean_std_cells_from_hand_written_records():
     md = table_markdown(records)
     assert "| ST | 92.00 ± 2.00 | 30.00 | 10 |" in md
     assert "| AT | — | 82.00 ± 2.83 | 10 |" in md
+    assert "mean" not in md.splitlines()[0]  # one poisoned column: no summary column
+
+
+def test_report_mean_column_averages_poisoned_cells_only():
+    records = [_rec("ST", "clean", 0, 0.90), _rec("ST", "P1", 0, 0.30), _rec("ST", "P2", 0, 0.50),
+               _rec("ST", "P2", 1, 0.70), _rec("AT", "P1", 0, 0.80)]
+    md = table_markdown(records)
+    assert "| training | clean | P1 | P2 | mean P1–P2 | train time / run (s) |" in md
+    assert "| ST | 90.00 | 30.00 | 60.00 ± 14.14 | 45.00 | 10 |" in md  # (30 + 60) / 2, clean excluded
+    assert "| AT | — | 80.00 | — | — | 10 |" in md  # a missing cell leaves the mean undefined
 
 
 def test_report_orders_rows_by_spec_and_baselines_on_standard(tmp_path):
