@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from delusive.defenses import (
@@ -18,6 +19,7 @@ from delusive.defenses import (
     TRADES,
     CatastrophicOverfittingWarning,
     FastAT,
+    FreeAT,
     RandomNoise,
     Standard,
     TrainConfig,
@@ -32,7 +34,7 @@ from delusive.models import create_model, model_hash
 from delusive.threat import make_threat
 
 EPS = {"linf": "0.1", "l2": "1.0"}
-VARIANTS = ("trades", "fat", "gairat", "random_noise", "fast_at")
+VARIANTS = ("trades", "fat", "gairat", "random_noise", "fast_at", "free_at")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -187,7 +189,8 @@ def test_registry_and_run_identity(synth):
 
 
 @pytest.mark.parametrize(("name", "train_forwards"),
-                         [("trades", 2), ("fat", 1), ("gairat", 1), ("random_noise", 1), ("fast_at", 1)])
+                         [("trades", 2), ("fat", 1), ("gairat", 1), ("random_noise", 1), ("fast_at", 1),
+                          ("free_at", 1)])  # free AT's input gradient is its training pass: one forward
 def test_attacks_run_in_eval_mode_and_the_loss_in_train_mode(name, train_forwards, batch):
     x, y = batch
     torch.manual_seed(0)
@@ -254,6 +257,7 @@ def test_params_round_trip_through_describe():
     assert FastAT(make_threat("linf", "0.1")).params() == {"rel_step_size": 1.25, "random_start": True,
                                                            "overfit_check": False}
     assert TRADES(make_threat("linf", "0.1")).beta == 6.0
+    assert FreeAT(make_threat("linf", "0.1")).params() == {"replays": 8, "rel_step_size": 1.0}
 
 
 @pytest.mark.parametrize(("name", "params", "match"), [
@@ -267,6 +271,9 @@ def test_params_round_trip_through_describe():
     ("gairat", {"lam": float("nan")}, "lam"),
     ("fast_at", {"rel_step_size": 0.0}, "rel_step_size"),
     ("fast_at", {"steps": 3}, "unknown parameter"),
+    ("free_at", {"replays": 0}, "replays must be an integer >= 1"),
+    ("free_at", {"replays": 2.5}, "replays"),
+    ("free_at", {"rel_step_size": -1.0}, "rel_step_size"),
 ])
 def test_bad_hyperparameters_are_refused(name, params, match):
     with pytest.raises(ValueError, match=match):
@@ -350,3 +357,108 @@ def test_experiment_specs_select_variants_with_params():
     d = cells[0].defense
     obj = create_objective(d.name, d.norm, d.eps, **d.params)
     assert isinstance(obj, TRADES) and obj.beta == 3.0 and obj.threat.describe()["norm"] == "l2"
+
+
+# --- free AT: minibatch replay and a perturbation carried across batches ---------------------------------
+
+
+@pytest.mark.parametrize("norm", EPS)
+def test_free_at_with_zero_eps_and_one_replay_is_standard_training(norm, synth, trained, batch):
+    x, y = batch
+    _assert_same_step(create_objective("free_at", norm, "0", replays=1), Standard(), trained, x, y)
+    cfg = TrainConfig(epochs=2, batch_size=64, seed=2)
+    a, b = _model(), _model()
+    fit(a, synth, Standard(), cfg)
+    fit(b, synth, create_objective("free_at", norm, "0", replays=1), cfg)
+    assert model_hash(a) == model_hash(b)  # through the loop, weights identical to standard training
+
+
+def test_free_at_replays_every_minibatch_m_times(synth):
+    obj = create_objective("free_at", "linf", "0.1", replays=3)
+    seen = []
+    real = obj.loss
+
+    def spy(model, x, y, idx, gen):
+        seen.append(idx.clone())
+        return real(model, x, y, idx, gen)
+
+    obj.loss = spy
+    res = fit(_model(), synth, obj, TrainConfig(epochs=1, batch_size=64))
+    batches = math.ceil(len(synth) / 64)
+    assert len(seen) == 3 * batches
+    for b in range(batches):  # the same minibatch three times in a row, then the next one
+        assert all(torch.equal(seen[3 * b], seen[3 * b + r]) for r in (1, 2))
+    assert not torch.equal(seen[0], seen[3])
+    assert math.isfinite(res.history[0]["train_loss"])
+
+
+@pytest.mark.parametrize("norm", EPS)
+def test_free_at_carries_a_feasible_perturbation_moved_by_the_training_gradient(norm, trained, batch):
+    x, y = batch
+    threat = make_threat(norm, EPS[norm])
+    obj = FreeAT(threat, replays=2)
+    out = obj.loss(trained, x, y, torch.arange(64), torch.Generator())
+    assert torch.equal(out.logits, trained(x))  # δ starts at zero
+    # the expected first move: one step of α = ε along the input gradient of the same loss
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(trained(xg), y), xg)
+    expected = threat.project_delta(threat.eps * threat.direction(g))
+    out.loss.backward()  # what the loop does: the backward pass also moves δ
+    delta = obj.state_dict()["delta"]
+    torch.testing.assert_close(delta, expected)
+    assert float(threat.norm(delta).max()) <= threat.eps + 1e-6 and float(delta.abs().sum()) > 0
+    second = obj.loss(trained, x, y, torch.arange(64), torch.Generator())  # the next replay sees x + δ
+    torch.testing.assert_close(second.logits, trained(torch.clamp(x + expected, 0, 1)))
+    # a smaller last batch uses the first rows of the carried buffer, a larger one pads with zeros
+    obj.loss(trained, x[:10], y[:10], torch.arange(10), torch.Generator())
+    assert obj.state_dict()["delta"].shape[0] == 64
+
+
+class _Kill(Exception):
+    pass
+
+
+def _killed_then_resumed(make_obj, synth, tmp_path, epochs, kill_at):
+    """Train ``make_obj()`` uninterrupted, and again killed in epoch ``kill_at`` then resumed."""
+    cfg = TrainConfig(epochs=epochs, batch_size=64, seed=1)
+    full_obj, full = make_obj(), _model()
+    fit(full, synth, full_obj, cfg, checkpoint_dir=tmp_path / "full")
+
+    def dies(model, epoch):
+        if epoch == kill_at:
+            raise _Kill
+        return {}
+
+    with pytest.raises(_Kill):
+        fit(_model(), synth, make_obj(), cfg, checkpoint_dir=tmp_path / "run", eval_fn=dies)
+    resumed_obj, resumed = make_obj(), _model()
+    res = fit(resumed, synth, resumed_obj, cfg, checkpoint_dir=tmp_path / "run")
+    assert res.resumed_from_epoch == kill_at - 1
+    return full_obj, full, resumed_obj, resumed
+
+
+def test_free_at_resume_restores_the_carried_perturbation(synth, tmp_path):
+    full_obj, full, resumed_obj, resumed = _killed_then_resumed(
+        lambda: create_objective("free_at", "linf", "0.1", replays=2), synth, tmp_path, 3, 2)
+    assert model_hash(resumed) == model_hash(full)  # without the restored δ the weights differ (checked)
+    torch.testing.assert_close(resumed_obj.state_dict()["delta"], full_obj.state_dict()["delta"])
+
+
+def test_fast_at_resume_restores_the_overfitting_monitor(synth, tmp_path):
+    def monitored():
+        obj = create_objective("fast_at", "linf", "0.1", overfit_check=True)
+        obj.baselines = []  # the baseline each check compares against
+        check = obj._monitor
+
+        def spy(model, x, y):
+            obj.baselines.append(obj._prev_robust)
+            return check(model, x, y)
+
+        obj._monitor = spy
+        return obj
+
+    full_obj, full, resumed_obj, resumed = _killed_then_resumed(monitored, synth, tmp_path, 4, 3)
+    assert model_hash(resumed) == model_hash(full)
+    assert full_obj.baselines[0] is None and full_obj.baselines[1] is not None
+    # the resumed run's checks (epochs 3, 4) compare against the same baselines as the uninterrupted run's
+    assert resumed_obj.baselines == full_obj.baselines[-2:]

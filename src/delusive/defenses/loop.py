@@ -71,6 +71,7 @@ def fit(
                              f" != {ident}); use another output directory or delete it")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        objective.load_state_dict(state.get("objective", {}))
         torch.set_rng_state(state["rng"])
         history = list(state["history"])
         start = int(state["epoch"]) + 1
@@ -91,21 +92,23 @@ def fit(
             lr = cfg.lr_at((epoch + i / steps_per_epoch) / cfg.epochs)
             for g in opt.param_groups:
                 g["lr"] = lr
-            with autocast(cfg.precision):
-                out = objective.loss(model, to_channels_last(xb), yb, idx, gen)
-            if not torch.isfinite(out.loss):
-                raise FloatingPointError(f"{desc}: loss became {out.loss.item()} at epoch {epoch + 1}, "
-                                         f"batch {i + 1}; lower --lr")
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
-            n = yb.shape[0]
-            tot_loss += out.loss.item() * n
-            tot_correct += (out.logits.detach().argmax(1) == yb).sum().item()
-            tot_n += n
-            for k, v in out.stats.items():
-                stat_sums[k] = stat_sums.get(k, 0.0) + float(v) * n
-                stat_ns[k] = stat_ns.get(k, 0.0) + n
+            xb = to_channels_last(xb)
+            for _ in range(objective.replays):
+                with autocast(cfg.precision):
+                    out = objective.loss(model, xb, yb, idx, gen)
+                if not torch.isfinite(out.loss):
+                    raise FloatingPointError(f"{desc}: loss became {out.loss.item()} at epoch {epoch + 1}, "
+                                             f"batch {i + 1}; lower --lr")
+                opt.zero_grad(set_to_none=True)
+                out.loss.backward()
+                opt.step()
+                n = yb.shape[0]
+                tot_loss += out.loss.item() * n
+                tot_correct += (out.logits.detach().argmax(1) == yb).sum().item()
+                tot_n += n
+                for k, v in out.stats.items():
+                    stat_sums[k] = stat_sums.get(k, 0.0) + float(v) * n
+                    stat_ns[k] = stat_ns.get(k, 0.0) + n
             bar.set_postfix(loss=f"{tot_loss / tot_n:.3f}", acc=f"{tot_correct / tot_n:.3f}", refresh=False)
         bar.close()
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": tot_loss / max(tot_n, 1),
@@ -118,6 +121,7 @@ def fit(
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, {"identity": ident, "epoch": epoch, "model": model.state_dict(),
                                         "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+                                        "objective": objective.state_dict(),
                                         "history": history, "schedule": {"epoch": epoch + 1,
                                                                          "steps_per_epoch": steps_per_epoch}})
     model.eval()

@@ -35,6 +35,8 @@ class Objective:
 
     name: ClassVar[str] = ""
     needs_threat: ClassVar[bool] = True
+    #: optimiser steps the loop takes on each minibatch (free AT replays a batch m times; others once)
+    replays: int = 1
 
     def __init__(self, threat: ThreatModel | None) -> None:
         if self.needs_threat and threat is None:
@@ -51,6 +53,13 @@ class Objective:
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
              generator: torch.Generator) -> StepOutput:
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """State the objective carries between batches or epochs (checkpointed, so a resume is exact)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
     def params(self) -> dict[str, Any]:
         """The objective's hyperparameters (part of a run's identity)."""
