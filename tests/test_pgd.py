@@ -110,3 +110,12 @@ def test_bad_arguments_are_rejected():
         pgd(model, x, y, LinfBall(0.1), steps=1, restarts=0)
     with pytest.raises(ValueError, match="loss"):
         pgd(model, x, y, LinfBall(0.1), steps=1, loss="nope")
+
+
+def test_restarts_from_a_fixed_x_init_are_refused(synth_model, synth):
+    x, y = synth.tensors()
+    x, y = x[:8], y[:8]
+    with pytest.raises(ValueError, match="every restart would begin at x_init"):
+        pgd(synth_model, x, y, LinfBall(0.1), steps=2, rel_step_size=0.25, restarts=3, x_init=x)
+    one = pgd(synth_model, x, y, LinfBall(0.1), steps=2, rel_step_size=0.25, restarts=1, x_init=x)
+    assert float((one.x_adv - x).abs().max()) <= 0.1 + 1e-6

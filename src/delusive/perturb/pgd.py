@@ -56,7 +56,8 @@ def pgd(
     random start when ``random_start``) and keep, per sample, the run that misclassified ``y_true`` (when
     maximising) or else has the better final loss. ``early_stop_tau`` freezes an example once it has been
     misclassified at more than ``tau`` iterates (FAT's PGD-K-τ); ``x_init`` replaces the random start
-    (TRADES starts from a small Gaussian). ``step_noise`` adds ``step_noise·N(0, I)`` (drawn from
+    (TRADES starts from a small Gaussian), so with it more than one restart is refused unless ``step_noise``
+    makes the runs differ. ``step_noise`` adds ``step_noise·N(0, I)`` (drawn from
     ``generator``) to every step before projection: FAT's ω, which helps escape local maxima. The model's
     mode is the caller's choice (attacks use eval mode); gradients are taken with respect to the input only.
     """
@@ -64,6 +65,9 @@ def pgd(
         raise ValueError(f"steps: must be >= 0, got {steps}")
     if restarts < 1:
         raise ValueError(f"restarts: must be >= 1, got {restarts}")
+    if x_init is not None and restarts > 1 and step_noise == 0:
+        raise ValueError(f"restarts={restarts} with x_init: every restart would begin at x_init and repeat the "
+                         "same deterministic run; use restarts=1, or random starts instead of x_init")
     if early_stop_tau is not None and early_stop_tau < 0:
         raise ValueError(f"early_stop_tau: must be >= 0 or None, got {early_stop_tau}")
     if not step_noise >= 0:
