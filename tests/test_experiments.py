@@ -52,6 +52,14 @@ def test_budget_is_part_of_every_cell_identity():
     assert len(a) == 2
 
 
+def test_a_sweep_grows_seed_by_seed_into_the_same_cells():
+    """``--set seeds=[0]`` then the full seed list reuses seed 0's cells (docs/experiments.md)."""
+    one = load_preset("table2-fmnist", ["seeds=[0]"])
+    full = load_preset("table2-fmnist")
+    ids_one, ids_full = {c.cell_id for c in expand(one)}, {c.cell_id for c in expand(full)}
+    assert len(ids_one) == 42 and len(ids_full) == 126 and ids_one < ids_full
+
+
 def test_shipped_presets_are_valid():
     assert {"demo", "paper-fmnist", "paper-fmnist-l2", "paper-cifar10"} <= set(preset_names())
     for name in preset_names():
