@@ -134,6 +134,8 @@ def test_report_mean_column_averages_poisoned_cells_only():
     assert "| training | clean | P1 | P2 | mean P1–P2 | train time / run (s) |" in md
     assert "| ST | 90.00 | 30.00 | 60.00 ± 14.14 | 45.00 | 10 |" in md  # (30 + 60) / 2, clean excluded
     assert "| AT | — | 80.00 | — | — | 10 |" in md  # a missing cell leaves the mean undefined
+    assert "\nAccuracy in %" in md
+    assert "\nRobust accuracy (under the attack named above) in %" in table_markdown(records, "robust_accuracy")
 
 
 def test_report_orders_rows_by_spec_and_baselines_on_standard(tmp_path):

@@ -112,7 +112,8 @@ def table_markdown(records: list[dict[str, Any]], metric: str = "natural_accurac
             cells.append(_mean_of_means([stats.get((row, c)) for c in poisoned]))
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {sum(t) / len(t):.0f} |")
     seeds = sorted({r["seed"] for r in records})
-    lines += ["", f"Accuracy in % on the clean test set, mean ± sample std over seeds {seeds}."
+    what = "Robust accuracy (under the attack named above)" if "robust" in metric else "Accuracy"
+    lines += ["", f"{what} in % on the clean test set, mean ± sample std over seeds {seeds}."
               + (" The mean column averages the row's poisoned-data cells (Table 2's summary of a defense)."
                  if with_mean else "")
               + " Train time is the training loop alone, without the per-epoch test evaluation."]
