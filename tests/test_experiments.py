@@ -138,6 +138,13 @@ def test_report_mean_column_averages_poisoned_cells_only():
     assert "\nRobust accuracy (under the attack named above) in %" in table_markdown(records, "robust_accuracy")
 
 
+def test_report_train_time_is_the_training_loop_from_the_history():
+    old_style = dict(_rec("ST", "clean", 0, 0.9), train_time_s=50.0,  # written when it still included eval
+                     history=[{"epoch": 1, "epoch_time_s": 3.0}, {"epoch": 2, "epoch_time_s": 4.0}])
+    assert "| ST | 90.00 | 7 |" in table_markdown([old_style])
+    assert "| ST | 90.00 | 10 |" in table_markdown([_rec("ST", "clean", 0, 0.9)])  # no history: the field
+
+
 def test_report_orders_rows_by_spec_and_baselines_on_standard(tmp_path):
     recs = [dict(_rec("PGD-AT", "clean", 0, 0.8), order={"defense": 1, "attack": 0}, defense_name="pgd_at",
                  dataset="d", model="m"),

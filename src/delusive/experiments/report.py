@@ -76,11 +76,17 @@ def aggregate(records: list[dict[str, Any]], metric: str) -> dict[tuple[str, str
     return out
 
 
+def train_time(record: dict[str, Any]) -> float:
+    """Seconds in the training loop alone: the sum of the per-epoch times in the history (so records
+    written before ``train_time_s`` excluded evaluation report the same quantity), else ``train_time_s``."""
+    epochs = [float(h["epoch_time_s"]) for h in record.get("history", []) if "epoch_time_s" in h]
+    return sum(epochs) if epochs else float(record.get("train_time_s", 0.0))
+
+
 def _mean_of_means(stats: list[dict[str, float] | None]) -> str:
     """Mean of a row's cell means; "—" when a cell is missing (a partial sweep)."""
-    if any(st is None for st in stats):
-        return "—"
-    return f"{sum(st['mean'] for st in stats if st) / len(stats):.2f}"
+    means = [st["mean"] for st in stats if st is not None]
+    return f"{sum(means) / len(means):.2f}" if len(means) == len(stats) else "—"
 
 
 def format_cell(stat: dict[str, float] | None) -> str:
@@ -96,7 +102,7 @@ def table_markdown(records: list[dict[str, Any]], metric: str = "natural_accurac
     stats = aggregate(records, metric)
     times: dict[str, list[float]] = defaultdict(list)
     for r in records:
-        times[r["defense"]].append(float(r.get("train_time_s", 0.0)))
+        times[r["defense"]].append(train_time(r))
     lines = []
     if title:
         lines += [f"**{title}**", ""]
