@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from delusive import runtime
+
 _TINY = 1e-12
 
 
@@ -91,7 +93,7 @@ class LinfBall(ThreatModel):
         return grad.sign()
 
     def sample_delta(self, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        u = torch.rand(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+        u = runtime.rand(like.shape, generator, like.device, like.dtype)
         return (2 * u - 1) * self.eps
 
 
@@ -114,8 +116,8 @@ class L2Ball(ThreatModel):
 
     def sample_delta(self, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Uniform in the ball: Gaussian direction, radius ε·U^(1/d)."""
-        g = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+        g = runtime.randn(like.shape, generator, like.device, like.dtype)
         d = like[0].numel()
-        u = torch.rand(like.shape[0], generator=generator, dtype=like.dtype, device=like.device)
+        u = runtime.rand(like.shape[0], generator, like.device, like.dtype)
         radius = self.eps * u.pow(1.0 / max(d, 1))
         return self.direction(g) * _per_sample(radius, like)

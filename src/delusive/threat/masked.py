@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from delusive import runtime
 from delusive.threat.balls import ThreatModel
 
 
@@ -18,7 +19,7 @@ class Masked(ThreatModel):
     """``base`` restricted to the pixels where ``mask`` is 1 (mask broadcastable to one image C×H×W)."""
 
     def __init__(self, base: ThreatModel, mask: torch.Tensor) -> None:
-        mask = torch.as_tensor(mask, dtype=torch.float32)
+        mask = runtime.as_tensor(mask, dtype=torch.float32).cpu()
         if mask.dim() not in (2, 3):
             raise ValueError(f"mask: expected H×W or C×H×W, got shape {tuple(mask.shape)}")
         if not bool(((mask == 0) | (mask == 1)).all()):
@@ -59,7 +60,7 @@ class Masked(ThreatModel):
 def half_mask(shape: tuple[int, int, int], part: str = "top") -> torch.Tensor:
     """A C×H×W mask selecting the ``top``/``bottom``/``left``/``right`` half of an image."""
     c, h, w = shape
-    m = torch.zeros(c, h, w)
+    m = runtime.zeros((c, h, w))
     if part == "top":
         m[:, : h // 2] = 1
     elif part == "bottom":
