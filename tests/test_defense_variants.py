@@ -29,7 +29,7 @@ from delusive.defenses import (
     gair_weights,
     run_identity,
 )
-from delusive.defenses.variants import ORIGINAL_REL_STEP
+from delusive.defenses.checks import ORIGINAL_REL_STEP
 from delusive.models import create_model, model_hash
 from delusive.threat import make_threat
 
@@ -278,6 +278,29 @@ def test_params_round_trip_through_describe():
 def test_bad_hyperparameters_are_refused(name, params, match):
     with pytest.raises(ValueError, match=match):
         create_objective(name, "linf", "0.1", **params)
+
+
+@pytest.mark.parametrize("name", ["pgd_at", "trades", "fat", "gairat"])
+def test_pgd_based_at_refuses_zero_steps(name):
+    """AT with 0 PGD steps is not AT: refused with a message naming steps; 1 step (the control) is accepted."""
+    with pytest.raises(ValueError, match=f"defense '{name}': steps must be an integer >= 1, got 0"):
+        create_objective(name, "linf", "0.1", steps=0)
+    assert create_objective(name, "linf", "0.1", steps=1).params()["steps"] == 1
+
+
+def test_cli_refuses_pgd_at_with_zero_steps(tmp_path):
+    """The tester's case: ``delusive train --defense pgd_at --steps 0`` used to train with clean inputs."""
+    from delusive.cli.common import UsageError
+    from delusive.cli.main import build_parser
+    from delusive.cli.train import build_objective
+
+    def args(steps):
+        return build_parser().parse_args(["train", "--dataset", "synthetic", "--defense", "pgd_at", "--norm", "linf",
+                                          "--eps", "0.1", "--steps", steps, "--out", str(tmp_path / "r")])
+
+    with pytest.raises(UsageError, match="steps must be an integer >= 1, got 0"):
+        build_objective(args("0"), "synthetic")
+    assert build_objective(args("1"), "synthetic").steps == 1
 
 
 def test_variants_need_a_threat_model():

@@ -1,27 +1,24 @@
-"""Training: one loop with pluggable objectives (standard, pgd_at, and the AT variants)."""
+"""Training: one loop with pluggable objectives (standard, pgd_at, and the AT variants).
+
+One module per defense; importing this package imports each, which registers it in ``OBJECTIVES``."""
 
 from delusive.defenses.config import SCHEDULES, TrainConfig
+from delusive.defenses.fast_at import CatastrophicOverfittingWarning, FastAT
+from delusive.defenses.fat import FAT, fat_tau
+from delusive.defenses.free_at import FreeAT
+from delusive.defenses.gairat import GAIRAT, gair_weights
 from delusive.defenses.loop import CHECKPOINT, FitResult, fit, run_identity
 from delusive.defenses.objective import (
     OBJECTIVES,
-    PGDAT,
     Objective,
-    Standard,
     StepOutput,
     create_objective,
     objective_names,
 )
-from delusive.defenses.variants import (
-    FAT,
-    GAIRAT,
-    TRADES,
-    CatastrophicOverfittingWarning,
-    FastAT,
-    FreeAT,
-    RandomNoise,
-    fat_tau,
-    gair_weights,
-)
+from delusive.defenses.pgd_at import PGDAT
+from delusive.defenses.random_noise import RandomNoise
+from delusive.defenses.standard import Standard
+from delusive.defenses.trades import TRADES
 
 __all__ = [
     "CHECKPOINT",

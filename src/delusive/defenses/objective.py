@@ -1,8 +1,8 @@
-"""The objective interface of the one training loop, its registry, and the two base objectives.
+"""The objective interface of the one training loop and its registry of defenses.
 
-``standard`` minimises the natural risk (Eq. 1); ``pgd_at`` minimises the adversarial risk (Eq. 2) with
-Madry et al.'s PGD inner maximisation, which by Theorem 1 bounds the natural risk on the clean distribution
-when the training data sits within the defender's ε of it.
+Each defense lives in its own module (``standard.py``, ``pgd_at.py``, ``trades.py``, ``fat.py``, ``gairat.py``,
+``random_noise.py``, ``fast_at.py``, ``free_at.py``) and registers itself in :data:`OBJECTIVES`; importing
+:mod:`delusive.defenses` imports them all, so :func:`create_objective` knows every defense.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from delusive.perturb import pgd
 from delusive.registry import Registry, check_params, hyperparameters
-from delusive.runtime import eval_mode
 from delusive.threat import ThreatModel, make_threat
 
 
@@ -74,50 +71,6 @@ class Objective:
 
 OBJECTIVES: Registry[type[Objective]] = Registry("defense")
 _SKIP = ("self", "threat")
-
-
-@OBJECTIVES.register("standard")
-class Standard(Objective):
-    """Standard training (ST): cross-entropy on the training inputs as given."""
-
-    name = "standard"
-    needs_threat = False
-
-    def __init__(self, threat: ThreatModel | None = None) -> None:
-        super().__init__(threat)
-
-    def loss(self, model, x, y, idx, generator):  # type: ignore[no-untyped-def]
-        logits = model(x)
-        return StepOutput(F.cross_entropy(logits.float(), y), logits)
-
-
-@OBJECTIVES.register("pgd_at")
-class PGDAT(Objective):
-    """PGD adversarial training (Madry et al. 2018) as in the reference: K steps of ``rel_step_size``·ε
-    from one random start, attack with the model in eval mode, CE on the adversarial examples only."""
-
-    name = "pgd_at"
-
-    def __init__(self, threat: ThreatModel | None, steps: int = 7, rel_step_size: float = 0.2,
-                 random_start: bool = True) -> None:
-        super().__init__(threat)
-        if steps < 0:
-            raise ValueError(f"steps: must be >= 0, got {steps}")
-        if rel_step_size <= 0:
-            raise ValueError(f"rel_step_size: must be > 0, got {rel_step_size}")
-        self.steps, self.rel_step_size, self.random_start = int(steps), float(rel_step_size), bool(random_start)
-
-    def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                    generator: torch.Generator) -> torch.Tensor:
-        assert self.threat is not None
-        with eval_mode(model):
-            res = pgd(model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
-                      random_start=self.random_start, generator=generator)
-        return res.x_adv
-
-    def loss(self, model, x, y, idx, generator):  # type: ignore[no-untyped-def]
-        logits = model(self.adversarial(model, x, y, generator))
-        return StepOutput(F.cross_entropy(logits.float(), y), logits)
 
 
 def objective_names() -> list[str]:
