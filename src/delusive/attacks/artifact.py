@@ -6,14 +6,26 @@ threat models only) and ``manifest.json`` (attack, threat model with ε as given
 crafting-model hash, seed, storage mode, realised norms, version, payload SHA-256). Every budget check runs
 before anything is written, so a broken attack can never leave an over-budget artifact behind.
 
-uint8 storage rounds each δ toward zero in 1/255 steps (DESIGN.md, Pitfall 2): |δ_q| ≤ |δ| per pixel, so
-the stored image never leaves the ball, unlike the reference's truncation of x + δ.
+Storage (DESIGN.md, Pitfall 2). ℓ2 budgets are stored as float32 by default: rounding a dense ℓ2 δ to 1/255
+levels toward zero shrinks a CIFAR-10 P5 poison's norm by ~16%, a different (weaker) poison than the one
+crafted. ℓ∞ budgets default to uint8 with δ rounded toward zero (|δ_q| ≤ |δ| per pixel, so the stored image
+never leaves the ball, unlike the reference's truncation of x + δ; an ℓ∞ δ usually sits on whole levels
+already). uint8 storage of an ℓ2 budget rounds to the *nearest* level and, where that overshoots ε, rounds
+the fewest pixels back toward zero. Either way ``norm_stats.retained_fraction`` records the realised mean
+norm over the float perturbation's mean norm.
+
+Loading trusts nothing in the directory: the manifest may name only the fixed payload files, each must be a
+regular file inside the artifact folder (no absolute names, no ``..``, no symlink out, no FIFO or device),
+and every refusal is a ``ValueError`` naming the file before anything is read or hashed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,18 +36,19 @@ import torch
 import delusive
 from delusive.data import ArrayDataset
 from delusive.threat import Masked, ThreatModel, make_threat
-from delusive.utils import (
-    atomic_write_bytes,
-    atomic_write_json,
-    read_json,
-    sha256_bytes,
-    sha256_file,
-    stable_json,
-)
+from delusive.threat.balls import L2Ball
+from delusive.utils import atomic_write_bytes, atomic_write_json, sha256_bytes, stable_json
+from delusive.utils.hashing import sha256_stream
+from delusive.utils.io import parse_json
+from delusive.utils.safefile import UnsafeFileError, member, name_problem, open_regular, read_regular_bytes
 
 FORMAT = "delusive-poison/1"
 STORAGES = ("uint8", "float32")
 PAYLOAD_FILES = ("images.npy", "labels.npy", "class_deltas.npy", "mask.npy")
+REQUIRED_FILES = ("images.npy", "labels.npy")
+MANIFEST = "manifest.json"
+AUTO_STORAGE = "auto"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 ABS_TOL = 1e-5  # float32 round-off allowance when recomputing δ from stored float images
 
 
@@ -50,6 +63,7 @@ class PoisonArtifact:
     manifest: dict[str, Any]
     class_deltas: np.ndarray | None = None
     mask: np.ndarray | None = None
+    file_sha256: dict[str, str] = field(default_factory=dict)  # hashes of the payload as read (load_artifact)
 
     def dataset(self, name: str = "", classes: tuple[str, ...] | None = None) -> ArrayDataset:
         return ArrayDataset(self.images, self.labels, int(self.manifest["num_classes"]), name=name, classes=classes)
@@ -76,6 +90,24 @@ def threat_from_manifest(desc: dict[str, Any], mask: np.ndarray | None) -> Threa
     return base
 
 
+def _is_l2(threat: ThreatModel) -> bool:
+    return isinstance(threat.base if isinstance(threat, Masked) else threat, L2Ball)
+
+
+def default_storage(threat: ThreatModel, clean: ArrayDataset) -> str:
+    """float32 for ℓ2 budgets (uint8 levels would shrink a dense ℓ2 δ), uint8 for ℓ∞ on a uint8 clean set."""
+    return "float32" if _is_l2(threat) or clean.x.dtype != np.uint8 else "uint8"
+
+
+def resolve_storage(storage: str | None, threat: ThreatModel, clean: ArrayDataset) -> str:
+    """``storage`` itself, or the default for ``threat`` when it is None or ``"auto"``."""
+    if storage is None or storage == AUTO_STORAGE:
+        return default_storage(threat, clean)
+    if storage not in STORAGES:
+        raise ValueError(f"storage: expected one of {', '.join((AUTO_STORAGE, *STORAGES))}, got {storage!r}")
+    return storage
+
+
 def quantise_toward_clean(clean_u8: np.ndarray, poisoned: np.ndarray) -> np.ndarray:
     """uint8 images whose δ is the float δ rounded toward zero in 1/255 steps (never a larger |δ_i|).
 
@@ -90,8 +122,69 @@ def quantise_toward_clean(clean_u8: np.ndarray, poisoned: np.ndarray) -> np.ndar
     return np.clip(clean_u8.astype(np.int16) + q.astype(np.int16), 0, 255).astype(np.uint8)
 
 
+def quantise_nearest_l2(clean_u8: np.ndarray, poisoned: np.ndarray, threat: ThreatModel,
+                        chunk: int = 512) -> np.ndarray:
+    """uint8 images for an ℓ2 (or masked-ℓ2) budget: δ rounded to the nearest 1/255 level, then repaired.
+
+    Rounding to nearest keeps ‖δ‖₂ on average (rounding toward zero loses about half a level per pixel,
+    ~16% of a CIFAR-10 P5 δ at ε = 0.5) but can overshoot ε by a hair. For each image that overshoots, the
+    pixels that were rounded *away* from zero are rounded toward zero instead, those whose two levels were
+    closest first, until ‖δ_q‖₂ ≤ ε: the fewest, smallest changes that restore the budget. An image that
+    cannot be repaired so (a float δ already over budget) falls back to rounding toward zero.
+    """
+    if poisoned.dtype == np.uint8:
+        return poisoned.copy()
+    n = len(clean_u8)
+    d = int(np.prod(clean_u8.shape[1:]))
+    weight = np.ones(d)
+    if isinstance(threat, Masked):
+        weight = np.broadcast_to(threat.mask.numpy().astype(np.float64), clean_u8.shape[1:]).reshape(d)
+    budget = (threat.eps * 255.0) ** 2
+    out = np.empty_like(clean_u8)
+    for i in range(0, n, chunk):
+        c = clean_u8[i : i + chunk].reshape(-1, d).astype(np.float64)
+        diff = poisoned[i : i + chunk].reshape(-1, d).astype(np.float64) * 255.0 - c
+        q = np.clip(np.rint(diff), -c, 255.0 - c)
+        sq = (q * q * weight).sum(1)
+        over = np.flatnonzero(sq > budget)
+        if over.size:
+            rows, dv = q[over], diff[over]
+            qa, da = np.abs(rows), np.abs(dv)
+            away = (qa > da) & (weight > 0)  # rounded away from zero, inside the budget's support
+            key = np.where(away, qa - da, -1.0)  # largest first: the toward-zero level was nearly as close
+            order = np.argsort(-key, axis=1, kind="stable")
+            gain = np.take_along_axis(np.where(away, 2 * qa - 1, 0.0), order, axis=1).cumsum(1)
+            k = (gain < (sq[over] - budget)[:, None]).sum(1)  # the first k+1 flips in ``order`` suffice
+            rank = np.empty_like(order)
+            np.put_along_axis(rank, order, np.broadcast_to(np.arange(d), order.shape), axis=1)
+            rows -= np.sign(rows) * (away & (rank <= k[:, None]))
+            stuck = np.flatnonzero(k >= away.sum(1))
+            if stuck.size:
+                cs = c[over[stuck]]
+                rows[stuck] = np.clip(np.trunc(dv[stuck] + np.sign(dv[stuck]) * 2e-5), -cs, 255.0 - cs)
+            q[over] = rows
+        out[i : i + chunk] = (c + q).astype(np.uint8).reshape(-1, *clean_u8.shape[1:])
+    return out
+
+
 def _as_float(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+def _delta_norms(threat: ThreatModel, images: np.ndarray, clean_f: np.ndarray, clip: bool = False,
+                 chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample ‖x_i − x_clean_i‖ under ``threat`` and whether δ_i is zero outside a mask (all True if none)."""
+    norms = np.empty(len(images), dtype=np.float64)
+    inside = np.ones(len(images), dtype=bool)
+    for i in range(0, len(images), chunk):
+        xp = _as_float(images[i : i + chunk])
+        if clip:
+            xp = np.clip(xp, 0.0, 1.0)
+        d = torch.from_numpy(xp - clean_f[i : i + chunk])
+        norms[i : i + chunk] = threat.norm(d).double().numpy()
+        if isinstance(threat, Masked):
+            inside[i : i + chunk] = ((d * (1 - threat.mask)).flatten(1).abs().amax(1) <= ABS_TOL).numpy()
+    return norms, inside
 
 
 def check_budget(clean: ArrayDataset, images: np.ndarray, labels: np.ndarray, threat: ThreatModel,
@@ -114,27 +207,21 @@ def check_budget(clean: ArrayDataset, images: np.ndarray, labels: np.ndarray, th
     if out_box.size:
         offending["outside_box"] = out_box.tolist()
         problems.append(f"{out_box.size} image(s) leave [0,1], e.g. indices {_head(out_box)}")
-    norms = np.empty(len(xp), dtype=np.float64)
-    clean_f = clean.float_x()
-    inside = np.ones(len(xp), dtype=bool)
-    for i in range(0, len(xp), 4096):
-        d = torch.from_numpy(xp[i : i + 4096] - clean_f[i : i + 4096])
-        norms[i : i + 4096] = threat.norm(d).double().numpy()
-        if isinstance(threat, Masked):
-            outside = (d * (1 - threat.mask)).flatten(1).abs().amax(1) <= tol
-            inside[i : i + 4096] = outside.numpy()
-    over = np.flatnonzero(norms > threat.eps + tol)
+    norms, inside = _delta_norms(threat, xp, clean.float_x())
+    over = np.flatnonzero(~(norms <= threat.eps + tol))  # NaN norms count as over budget
     if over.size:
         offending["over_budget"] = over.tolist()
+        top = float(np.nanmax(norms)) if np.isfinite(norms).any() else float("nan")
         problems.append(f"{over.size} perturbation(s) exceed {threat.norm_name} eps={threat.eps_text} "
-                        f"(max norm {norms.max():.6g}), e.g. indices {_head(over)}")
+                        f"(max norm {top:.6g}), e.g. indices {_head(over)}")
     if not inside.all():
         bad = np.flatnonzero(~inside)
         offending["outside_mask"] = bad.tolist()
         problems.append(f"{bad.size} perturbation(s) change pixels outside the mask, e.g. indices {_head(bad)}")
-    stats = {"min": float(norms.min(initial=0)), "mean": float(norms.mean()) if len(norms) else 0.0,
-             "max": float(norms.max(initial=0)),
-             "at_budget_fraction": float((norms >= threat.eps * (1 - 1e-3)).mean()) if len(norms) else 0.0}
+    empty = not len(norms)
+    stats = {"min": 0.0 if empty else float(norms.min()), "mean": 0.0 if empty else float(norms.mean()),
+             "max": 0.0 if empty else float(norms.max()),
+             "at_budget_fraction": 0.0 if empty else float((norms >= threat.eps * (1 - 1e-3)).mean())}
     return VerifyReport(not problems, problems, offending, stats)
 
 
@@ -150,13 +237,17 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 
 
 def build_artifact(clean: ArrayDataset, poisoned: np.ndarray, threat: ThreatModel, *, attack: str,
-                   attack_params: dict[str, Any], dataset: str, seed: int, storage: str = "uint8",
+                   attack_params: dict[str, Any], dataset: str, seed: int, storage: str | None = None,
                    class_deltas: np.ndarray | None = None, crafting_model: dict[str, Any] | None = None,
                    extra: dict[str, Any] | None = None) -> PoisonArtifact:
-    """Store ``poisoned`` in ``storage`` mode, check labels and budget (raising :class:`BudgetError` before
-    anything is written) and describe it in a manifest."""
-    if storage not in STORAGES:
-        raise ValueError(f"storage: expected one of {', '.join(STORAGES)}, got {storage!r}")
+    """Store ``poisoned`` in ``storage`` mode (None or "auto": :func:`default_storage`), check labels and
+    budget (raising :class:`BudgetError` before anything is written) and describe it in a manifest.
+
+    ``norm_stats`` holds the realised per-sample norms (min/mean/max, fraction at the budget) and what storage
+    kept of the float perturbation: ``float_mean`` (mean ‖δ_i‖ of ``poisoned`` clipped to [0,1]) and
+    ``retained_fraction`` = realised mean / ``float_mean``.
+    """
+    storage = resolve_storage(storage, threat, clean)
     if poisoned.shape != clean.x.shape:
         raise BudgetError(f"attack {attack}: produced shape {poisoned.shape}, clean set has {clean.x.shape}")
     if poisoned.dtype == np.uint8 and storage == "float32":
@@ -164,7 +255,8 @@ def build_artifact(clean: ArrayDataset, poisoned: np.ndarray, threat: ThreatMode
     if storage == "uint8":
         if clean.x.dtype != np.uint8:
             raise ValueError("storage uint8 needs a clean set stored as uint8; use --storage float32")
-        images = quantise_toward_clean(clean.x, poisoned)
+        images = (quantise_nearest_l2(clean.x, poisoned, threat) if _is_l2(threat)
+                  else quantise_toward_clean(clean.x, poisoned))
     else:
         images = np.clip(poisoned.astype(np.float32), 0.0, 1.0)
     labels = clean.y.astype(np.int64).copy()
@@ -172,6 +264,10 @@ def build_artifact(clean: ArrayDataset, poisoned: np.ndarray, threat: ThreatMode
     if not report.ok:
         raise BudgetError(f"attack {attack}: refusing to write an artifact that breaks its budget: "
                           + "; ".join(report.problems))
+    float_norms, _ = _delta_norms(threat, poisoned, clean.float_x(), clip=True)
+    float_mean = float(float_norms.mean()) if len(float_norms) else 0.0
+    report.norm_stats["float_mean"] = float_mean
+    report.norm_stats["retained_fraction"] = report.norm_stats["mean"] / float_mean if float_mean > 0 else 1.0
     mask = threat.mask.numpy().astype(np.float32) if isinstance(threat, Masked) else None
     payload = {"images.npy": _npy_bytes(images), "labels.npy": _npy_bytes(labels)}
     if class_deltas is not None:
@@ -201,7 +297,7 @@ def build_artifact(clean: ArrayDataset, poisoned: np.ndarray, threat: ThreatMode
         manifest.update(extra)
     manifest = json.loads(stable_json(manifest))
     manifest["payload_sha256"] = payload_hash(files, manifest)
-    art = PoisonArtifact(images, labels, manifest, class_deltas, mask)
+    art = PoisonArtifact(images, labels, manifest, class_deltas, mask, dict(files))
     art._payload = payload  # type: ignore[attr-defined]
     return art
 
@@ -214,61 +310,193 @@ def payload_hash(files: dict[str, str], manifest: dict[str, Any]) -> str:
     return sha256_bytes(lines.encode(), stable_json(body).encode())
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make the renames in ``path`` durable before the next step (no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def save_artifact(art: PoisonArtifact, out_dir: str | Path) -> Path:
-    """Write the payload files, then the manifest last (its presence marks a complete artifact)."""
+    """Write an artifact so that a half-written one can never pass as complete.
+
+    The old manifest is removed first (from then on ``out_dir`` is "not a poison artifact"), then every
+    payload file is written atomically and stale payload files are removed, and the manifest is written
+    last, atomically: its presence marks a complete artifact.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    _fsync_dir(out)
     payload = getattr(art, "_payload", None) or {
         "images.npy": _npy_bytes(art.images), "labels.npy": _npy_bytes(art.labels),
         **({"class_deltas.npy": _npy_bytes(art.class_deltas)} if art.class_deltas is not None else {}),
         **({"mask.npy": _npy_bytes(art.mask)} if art.mask is not None else {}),
     }
     for name in PAYLOAD_FILES:
-        if name not in payload and (out / name).exists():
-            (out / name).unlink()
+        if name not in payload:
+            (out / name).unlink(missing_ok=True)
     for name, data in payload.items():
         atomic_write_bytes(out / name, data)
-    atomic_write_json(out / "manifest.json", art.manifest)
+    _fsync_dir(out)
+    atomic_write_json(out / MANIFEST, art.manifest)
     return out
 
 
-def load_artifact(path: str | Path) -> PoisonArtifact:
-    """Read an artifact (``np.load(allow_pickle=False)``); the hash check is :func:`verify_artifact`'s job."""
-    d = Path(path)
-    if not (d / "manifest.json").exists():
-        raise FileNotFoundError(f"{d}: not a poison artifact (no manifest.json)")
-    manifest = read_json(d / "manifest.json")
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{d / 'manifest.json'}: unknown format {manifest.get('format')!r}, expected {FORMAT}")
+def _bad_manifest(mpath: Path, problem: str) -> ValueError:
+    return ValueError(f"{mpath}: {problem}")
 
-    def arr(name: str) -> np.ndarray | None:
-        p = d / name
-        if not isinstance(manifest.get("files"), dict) or "images.npy" not in manifest["files"]:
-            raise ValueError(f"{d / 'manifest.json'}: no 'files' table naming the payload")
-        if name not in manifest["files"]:
-            return None
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: payload file missing")
+
+def _check_manifest(manifest: Any, mpath: Path) -> dict[str, str]:
+    """The manifest's ``files`` table after checking every field later code relies on (errors name mpath)."""
+    if not isinstance(manifest, dict):
+        raise _bad_manifest(mpath, f"expected a JSON object, got {type(manifest).__name__}")
+    if manifest.get("format") != FORMAT:
+        raise _bad_manifest(mpath, f"unknown format {manifest.get('format')!r}, expected {FORMAT}")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise _bad_manifest(mpath, "no 'files' table naming the payload")
+    for name, digest in files.items():
+        problem = name_problem(name)
+        if problem is None and name not in PAYLOAD_FILES:
+            problem = f"{name!r} is not a payload file of a poison artifact (expected {', '.join(PAYLOAD_FILES)})"
+        if problem is not None:
+            raise UnsafeFileError(mpath, f"'files' entry {problem}")
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise _bad_manifest(mpath, f"'files' entry {name!r}: {digest!r} is not a SHA-256 hex digest")
+    missing = [n for n in REQUIRED_FILES if n not in files]
+    if missing:
+        raise _bad_manifest(mpath, f"'files' table does not name {', '.join(missing)}")
+    if not isinstance(manifest.get("payload_sha256"), str):
+        raise _bad_manifest(mpath, "no 'payload_sha256'")
+    for key in ("attack", "dataset"):
+        if not isinstance(manifest.get(key), str):
+            raise _bad_manifest(mpath, f"{key!r} must be a string, got {manifest.get(key)!r}")
+    k = manifest.get("num_classes")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise _bad_manifest(mpath, f"'num_classes' must be an integer >= 1, got {k!r}")
+    subset = manifest.get("subset")
+    if subset is not None and not (isinstance(subset, dict) and all(
+            isinstance(subset.get(f), int) and not isinstance(subset.get(f), bool) and subset.get(f) >= 0
+            for f in ("size", "seed"))):
+        raise _bad_manifest(mpath, f"'subset' must be null or {{size, seed}} integers, got {subset!r}")
+    cm = manifest.get("crafting_model", False)
+    if cm is not None and not isinstance(cm, dict):
+        raise _bad_manifest(mpath, f"'crafting_model' must be null or an object, got {cm!r}")
+    if not isinstance(manifest.get("norm_stats"), dict):
+        raise _bad_manifest(mpath, "'norm_stats' must be an object")
+    desc = manifest.get("threat")
+    if not isinstance(desc, dict) or not isinstance(desc.get("norm"), str) or "eps_text" not in desc:
+        raise _bad_manifest(mpath, f"'threat' must be an object with norm and eps_text, got {desc!r}")
+    eps_text = desc["eps_text"]
+    if isinstance(eps_text, bool) or not isinstance(eps_text, str | int | float):
+        raise _bad_manifest(mpath, f"threat: eps_text must be a string or number, got {eps_text!r}")
+    try:
+        make_threat(desc["norm"].removeprefix("masked-"), eps_text)
+    except (ValueError, TypeError) as e:
+        raise _bad_manifest(mpath, f"threat: {e}") from None
+    if desc["norm"].startswith("masked-") and "mask.npy" not in files:
+        raise _bad_manifest(mpath, "the threat model is masked but the 'files' table does not name mask.npy")
+    return files
+
+
+def _read_npy(path: Path) -> tuple[np.ndarray, str]:
+    """(array, SHA-256 of the file's bytes) from one read of one opened regular file, pickle-free.
+
+    The header's shape and dtype must account for the file's size exactly, so a hostile header can neither
+    make us allocate more than the file holds nor hide trailing bytes.
+    """
+    with open_regular(path) as f:
         try:
-            return np.load(p, allow_pickle=False)
-        except ValueError as e:
-            raise ValueError(f"{p}: not a plain .npy array ({e})") from e
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            if dtype.hasobject:
+                raise ValueError("object arrays (pickle) are not allowed")
+            expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            remaining = os.fstat(f.fileno()).st_size - f.tell()
+            if remaining != expected:
+                raise ValueError(f"header says {shape} {dtype} ({expected} bytes) but {remaining} bytes follow")
+            f.seek(0)
+            digest = sha256_stream(f)
+            f.seek(0)
+            arr = np.load(f, allow_pickle=False)
+        except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+            raise ValueError(f"{path}: not a plain .npy array ({e})") from e
+    return arr, digest
 
-    images, labels = arr("images.npy"), arr("labels.npy")
-    assert images is not None and labels is not None
-    return PoisonArtifact(images, labels, manifest, arr("class_deltas.npy"), arr("mask.npy"))
+
+def _payload_member(d: Path, name: str) -> Path:
+    try:
+        return member(d, name, "payload file")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{d / name}: payload file missing") from None
 
 
-def verify_artifact(path: str | Path, clean: ArrayDataset, expected: ThreatModel | None = None) -> VerifyReport:
-    """Recompute every δ_i against ``clean``: payload hash, labels, [0,1] box, ‖δ_i‖ ≤ ε, source dataset.
+def load_artifact(path: str | Path) -> PoisonArtifact:
+    """Read an artifact (``np.load(allow_pickle=False)``); the hash check is :func:`verify_artifact`'s job.
 
-    With ``expected``, every δ_i is checked against that budget (the one the user was promised) rather
-    than the one the manifest claims.
+    Only the fixed payload names are read, as regular files inside ``path``; any other ``files`` entry, a
+    symlink that leaves the folder, a FIFO or a device is an error (a ``ValueError`` naming it) raised before
+    any payload byte is read. The bytes hashed (``file_sha256``) are the bytes loaded.
     """
     d = Path(path)
-    art = load_artifact(d)
+    mpath = d / MANIFEST
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d}: not a poison artifact (not a directory)")
+    if not os.path.lexists(mpath):
+        raise FileNotFoundError(f"{d}: not a poison artifact (no manifest.json)")
+    manifest = parse_json(read_regular_bytes(member(d, MANIFEST, "manifest")), mpath)
+    files = _check_manifest(manifest, mpath)
+    paths = {name: _payload_member(d, name) for name in files}  # every entry is checked before any is read
+    arrays: dict[str, np.ndarray] = {}
+    hashes: dict[str, str] = {}
+    for name, p in paths.items():
+        arrays[name], hashes[name] = _read_npy(p)
+    images, labels = arrays["images.npy"], arrays["labels.npy"]
+    if images.ndim != 4 or images.dtype not in (np.uint8, np.float32):
+        raise ValueError(f"{paths['images.npy']}: expected uint8 or float32 N×C×H×W images, got {images.dtype} "
+                         f"{images.shape}")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
+        raise ValueError(f"{paths['labels.npy']}: expected {len(images)} integer labels, got {labels.dtype} "
+                         f"{labels.shape}")
+    mask = arrays.get("mask.npy")
+    if mask is not None:
+        try:
+            if np.broadcast_shapes(mask.shape, images.shape[1:]) != images.shape[1:]:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"{paths['mask.npy']}: mask shape {mask.shape} does not fit images of shape "
+                             f"{images.shape[1:]}") from None
+    art = PoisonArtifact(images, labels, manifest, arrays.get("class_deltas.npy"), mask, hashes)
+    try:
+        art.threat()
+    except ValueError as e:
+        raise ValueError(f"{paths.get('mask.npy', mpath)}: {e}") from None
+    return art
+
+
+def verify_artifact(path: str | Path | PoisonArtifact, clean: ArrayDataset,
+                    expected: ThreatModel | None = None) -> VerifyReport:
+    """Recompute every δ_i against ``clean``: payload hash, labels, [0,1] box, ‖δ_i‖ ≤ ε, source dataset.
+
+    ``path`` is an artifact directory or an artifact returned by :func:`load_artifact` (pass the one you
+    will use, so the bytes checked are the bytes trained on). With ``expected``, every δ_i is checked
+    against that budget (the one the user was promised) rather than the one the manifest claims.
+    """
+    art = path if isinstance(path, PoisonArtifact) else load_artifact(path)
+    if set(art.file_sha256) != set(art.manifest["files"]):
+        raise ValueError("verify_artifact: the artifact carries no hashes of its payload as read; "
+                         "pass its directory or the result of load_artifact")
     problems: list[str] = []
-    files = {name: sha256_file(d / name) for name in art.manifest["files"]}
+    files = art.file_sha256
     tampered = [n for n, h in files.items() if h != art.manifest["files"][n]]
     if tampered or payload_hash(files, art.manifest) != art.manifest.get("payload_sha256"):
         problems.append(f"payload hash mismatch in {', '.join(tampered) or 'manifest.json'}: the artifact was "

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from delusive.attacks.artifact import PoisonArtifact, build_artifact, load_artifact
 from delusive.data import ArrayDataset
 from delusive.threat import ThreatModel
 from delusive.utils import atomic_write, atomic_write_text, progress
+from delusive.utils.safefile import UnsafeFileError, member, name_problem, open_regular, read_regular_bytes
 
 
 def _to_uint8(images: np.ndarray) -> np.ndarray:
@@ -45,50 +46,77 @@ def export_png(artifact_dir: str | Path, out_dir: str | Path) -> int:
     return len(imgs)
 
 
+def _read_png(path: Path, clean: ArrayDataset) -> np.ndarray:
+    """One image as uint8 C×H×W in ``clean``'s channel layout; any decoding failure names the file."""
+    mode = "L" if clean.shape[0] == 1 else "RGB"
+    try:
+        with open_regular(path) as f, Image.open(f) as im:
+            arr = np.asarray(im.convert(mode))
+    except UnsafeFileError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{path}: refused as a possible decompression bomb ({e})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
 def read_png_folder(folder: str | Path, clean: ArrayDataset) -> np.ndarray:
     """Images of a PNG folder, ordered by training index, as uint8 N×C×H×W matching ``clean``'s shape.
 
     Files are named by index (``000123.png``); ``labels.csv`` (filename,label) must agree with the clean
-    labels, since a delusive set never relabels.
+    labels, since a delusive set never relabels. The table is untrusted: every row must name a regular
+    file inside ``folder`` (no absolute path, no ``..``, no symlink out, no FIFO or device), every training
+    index must appear exactly once, and each violation is a ``ValueError`` naming the row or the index.
     """
     root = Path(folder)
     labels_csv = root / "labels.csv"
     n = len(clean)
     images = np.empty((n, *clean.shape), dtype=np.uint8)
-    seen = np.zeros(n, dtype=bool)
+    first_row = np.zeros(n, dtype=np.int64)  # the labels.csv line that gave each index (0: none yet)
     if not labels_csv.exists():
         raise FileNotFoundError(f"{labels_csv}: missing (expected a filename,label table)")
-    with open(labels_csv, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not {"filename", "label"} <= set(reader.fieldnames or []):
-            raise ValueError(f"{labels_csv}: expected columns filename,label, got {reader.fieldnames}")
-        for row in reader:
-            name = row["filename"]
-            try:
-                label, idx = int(row["label"]), int(Path(name).stem)
-            except ValueError:
-                raise ValueError(f"{labels_csv}: row {row}: the file must be named by its training index "
-                                 "(e.g. 000123.png) and the label must be an integer") from None
-            if not 0 <= idx < n:
-                raise ValueError(f"{root / name}: index {idx} outside the clean set (0..{n - 1})")
-            if label != int(clean.y[idx]):
-                raise ValueError(f"{labels_csv}: label of {name} is {label}, the clean label is {int(clean.y[idx])}")
-            with Image.open(root / name) as im:
-                mode = "L" if clean.shape[0] == 1 else "RGB"
-                arr = np.asarray(im.convert(mode))
-            arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-            if arr.shape != clean.shape:
-                raise ValueError(f"{root / name}: image shape {arr.shape} differs from the clean {clean.shape}")
-            images[idx] = arr
-            seen[idx] = True
-    if not seen.all():
-        missing = np.flatnonzero(~seen)
-        raise ValueError(f"{root}: {missing.size} training index(es) have no image, e.g. {missing[:10].tolist()}")
+    text = read_regular_bytes(member(root, "labels.csv", "table")).decode("utf-8", errors="replace")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not {"filename", "label"} <= set(reader.fieldnames or []):
+        raise ValueError(f"{labels_csv}: expected columns filename,label, got {reader.fieldnames}")
+    for row in reader:
+        line = reader.line_num
+        name = row["filename"]
+        problem = name_problem(name)
+        if problem is not None:
+            raise ValueError(f"{labels_csv}: line {line}: filename {problem}")
+        try:
+            label, idx = int(row["label"]), int(Path(name).stem)
+        except (ValueError, TypeError):
+            raise ValueError(f"{labels_csv}: line {line}: row {row}: the file must be named by its training index "
+                             "(e.g. 000123.png) and the label must be an integer") from None
+        if not 0 <= idx < n:
+            raise ValueError(f"{labels_csv}: line {line}: {name}: index {idx} outside the clean set (0..{n - 1})")
+        if first_row[idx]:
+            raise ValueError(f"{labels_csv}: line {line}: duplicate index {idx} ({name}); line {first_row[idx]} "
+                             "already gave this training index")
+        if label != int(clean.y[idx]):
+            raise ValueError(f"{labels_csv}: line {line}: label of {name} is {label}, the clean label is "
+                             f"{int(clean.y[idx])}")
+        try:
+            path = member(root, name, f"labels.csv line {line}: file")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{root / name}: listed in {labels_csv} line {line} but missing") from None
+        arr = _read_png(path, clean)
+        if arr.shape != clean.shape:
+            raise ValueError(f"{path}: image shape {arr.shape} differs from the clean {clean.shape}")
+        images[idx] = arr
+        first_row[idx] = line
+    if not first_row.all():
+        missing = np.flatnonzero(first_row == 0)
+        raise ValueError(f"{root}: {missing.size} training index(es) have no row in labels.csv, e.g. "
+                         f"{missing[:10].tolist()}")
     return images
 
 
 def import_poison(source: str | Path, clean: ArrayDataset, threat: ThreatModel, *, dataset: str,
-                  storage: str = "uint8", seed: int = 0, attack: str = "imported",
+                  storage: str | None = None, seed: int = 0, attack: str = "imported",
                   extra: dict[str, Any] | None = None) -> PoisonArtifact:
     """Build an artifact from a PNG folder, or from noise in a ``.npy`` (N×C×H×W per sample, or K×C×H×W per
     class added as clip(x + δ_y)); the budget is checked as for crafted poisons."""
@@ -100,8 +128,11 @@ def import_poison(source: str | Path, clean: ArrayDataset, threat: ThreatModel, 
         kind = "png-folder"
     elif src.suffix == ".npy":
         try:
-            noise = np.load(src, allow_pickle=False).astype(np.float32)
-        except ValueError as e:
+            with open_regular(src) as f:
+                noise = np.load(f, allow_pickle=False).astype(np.float32)
+        except UnsafeFileError:
+            raise
+        except (ValueError, OSError, EOFError) as e:
             raise ValueError(f"{src}: not a plain .npy array ({e})") from e
         if noise.shape == clean.x.shape:
             poisoned, kind = np.clip(clean.float_x() + noise, 0, 1), "per-sample-noise"

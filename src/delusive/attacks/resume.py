@@ -1,15 +1,33 @@
-"""Crafting checkpoints: long attacks save their progress so a killed run resumes where it stopped."""
+"""Crafting checkpoints: long attacks save their progress so a killed run resumes where it stopped.
+
+The checkpoint lives in the artifact's output folder, beside whatever else the user keeps there, so it
+touches only its own files: ``craft_state.json`` and one ``craft_<name>.npy`` per array it saved, where
+``<name>`` is a plain identifier. Clearing removes exactly those files and nothing else; loading reads them
+as regular files of that folder (never a FIFO, device or a symlink out of it).
+"""
 
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from delusive.utils import atomic_write_bytes, atomic_write_json, read_json
+from delusive.utils import atomic_write_bytes, atomic_write_json
+from delusive.utils.io import parse_json
+from delusive.utils.safefile import member, open_regular, read_regular_bytes
+
+STATE = "craft_state.json"
+_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _array_file(name: object) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"crafting checkpoint: array name {name!r} is not a plain identifier")
+    return f"craft_{name}.npy"
 
 
 class CraftCheckpoint:
@@ -20,16 +38,40 @@ class CraftCheckpoint:
         self.identity = identity
         self.every_s = every_s
         self._last = time.monotonic()
+        self._written: set[str] = set()
+
+    def _state(self) -> dict[str, Any] | None:
+        """The state file's content if it is one of ours (an object listing plain array names), else None."""
+        assert self.dir is not None
+        path = self.dir / STATE
+        if not path.exists():
+            return None
+        state = parse_json(read_regular_bytes(member(self.dir, STATE, "crafting checkpoint")), path)
+        if not isinstance(state, dict) or not isinstance(state.get("arrays"), list):
+            raise ValueError(f"{path}: not a crafting checkpoint (expected an object with an 'arrays' list); "
+                             "delete it to start crafting afresh")
+        for name in state["arrays"]:
+            try:
+                _array_file(name)
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}; delete it to start crafting afresh") from None
+        return state
 
     def load(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-        if self.dir is None or not (self.dir / "craft_state.json").exists():
+        if self.dir is None:
             return None
-        state = read_json(self.dir / "craft_state.json")
-        if state.get("identity") != self.identity:
+        state = self._state()
+        if state is None or state.get("identity") != self.identity:
             return None
         arrays = {}
         for name in state["arrays"]:
-            arrays[name] = np.load(self.dir / f"craft_{name}.npy", allow_pickle=False)
+            path = member(self.dir, _array_file(name), "crafting checkpoint array")
+            try:
+                with open_regular(path) as f:
+                    arrays[name] = np.load(f, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise ValueError(f"{path}: not a plain .npy array ({e}); delete {self.dir / STATE} to start "
+                                 "crafting afresh") from e
         return arrays, state
 
     def due(self) -> bool:
@@ -41,13 +83,24 @@ class CraftCheckpoint:
         for name, arr in arrays.items():
             buf = io.BytesIO()
             np.save(buf, arr, allow_pickle=False)
-            atomic_write_bytes(self.dir / f"craft_{name}.npy", buf.getvalue())
-        atomic_write_json(self.dir / "craft_state.json", {"identity": self.identity, "arrays": sorted(arrays),
-                                                          **state})
+            file = _array_file(name)
+            atomic_write_bytes(self.dir / file, buf.getvalue())
+            self._written.add(file)
+        atomic_write_json(self.dir / STATE, {"identity": self.identity, "arrays": sorted(arrays), **state})
+        self._written.add(STATE)
         self._last = time.monotonic()
 
     def clear(self) -> None:
+        """Remove the checkpoint's own files (those this object wrote and those its state file lists)."""
         if self.dir is None:
             return
-        for p in self.dir.glob("craft_*"):
-            p.unlink()
+        ours = set(self._written)
+        try:
+            state = self._state()
+        except ValueError:  # an unreadable state file: remove only what this object wrote
+            state = None
+        if state is not None:
+            ours |= {STATE, *(_array_file(n) for n in state["arrays"])}
+        for file in sorted(ours, key=lambda f: f == STATE):  # the state file last: it names the arrays
+            (self.dir / file).unlink(missing_ok=True)
+        self._written.clear()

@@ -1,8 +1,11 @@
 """A folder of images per class: ``root/<class name>/*.png|jpg|…`` (classes sorted by name).
 
 Files whose suffix is not an image suffix (notes, ``.DS_Store``, …) are skipped; a file with an image
-suffix that does not decode, or an image whose size differs from the first one, is a :class:`DataError`
-naming that file. All images must share one size (no resizing here: that would silently change the data).
+suffix that does not decode, that is not a regular file (a FIFO, a device, a symlink to ``/dev/zero``), that
+PIL refuses as a decompression bomb, or an image whose size differs from the first one, is a
+:class:`DataError` naming that file. A class folder that exists but holds no image is a :class:`DataError`
+naming the folder: a class with no training image is a mistake, not a class. All images must share one
+size (no resizing here: that would silently change the data).
 Channels: if every image is grey-scale (PIL modes 1, L, LA, I, I;16) the set is 1×H×W, otherwise every
 image is converted to RGB (3×H×W); alpha is dropped; 16-bit grey values are scaled to 8 bits (v / 257).
 """
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from delusive.data.errors import DataError
+from delusive.utils.safefile import UnsafeFileError, open_regular
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
@@ -32,7 +36,7 @@ def _decode(path: Path) -> tuple[bool, np.ndarray]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as f, Image.open(f) as im:
             im.load()
             mode = im.mode
             if mode.startswith("I"):
@@ -41,7 +45,11 @@ def _decode(path: Path) -> tuple[bool, np.ndarray]:
             if mode in _GREY_MODES:
                 return True, np.asarray(im.convert("L"), dtype=np.uint8)
             return False, np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:  # PIL raises these for bad files
+    except UnsafeFileError as e:
+        raise DataError(path, e.problem) from None
+    except Image.DecompressionBombError as e:
+        raise DataError(path, f"refused as a possible decompression bomb ({e})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:  # PIL's errors for bad files
         raise DataError(path, f"not a readable image ({type(e).__name__}: {e})") from e
 
 
@@ -62,8 +70,12 @@ def read_image_folder(root: str | Path, classes: tuple[str, ...] | None = None
     for k, c in enumerate(classes):
         d = root / c
         if d.is_dir():
-            files += [(p, k) for p in sorted(d.iterdir())
-                      if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
+            found = [(p, k) for p in sorted(d.iterdir())
+                     if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
+            if not found:
+                raise DataError(d, f"class folder {c!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                                   "remove it or add its images")
+            files += found
     if not files:
         raise DataError(root, f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the class folders")
     decoded = [_decode(p) for p, _ in files]

@@ -23,17 +23,41 @@ def make_threat(norm: str, eps: str | float, mask: torch.Tensor | None = None) -
     return Masked(base, mask) if mask is not None else base
 
 
+def _moving_dim(t: ThreatModel, dim: int) -> int:
+    """How many of an input's ``dim`` coordinates ``t`` may move (all of them unless masked)."""
+    if not isinstance(t, Masked):
+        return dim
+    per = t.mask.numel()
+    return int(t.mask.sum()) * (dim // per) if per and dim % per == 0 else dim
+
+
 def covers(defense: ThreatModel, attack: ThreatModel, dim: int) -> bool:
     """Whether the defender's ball contains the attacker's (Theorem 1 needs ε_defense ≥ ε_attack).
 
-    Same norm: compare radii. ℓ∞ defense vs ℓ2 attack: the ℓ2 ball of radius r lies in the ℓ∞ ball of r.
-    ℓ2 defense vs ℓ∞ attack: the ℓ∞ ball of r lies in the ℓ2 ball of r·√dim. Masks compare their bases.
+    Masks first: a masked defense covers only an attack whose mask lies inside its own (an unmasked attack
+    only if the defense's mask is everything), since the attack can move pixels the defense holds fixed.
+    Then the radii, over the d_a coordinates the attack may move: same norm, compare radii; ℓ∞ defense vs ℓ2
+    attack: the ℓ2 ball of radius r lies in the ℓ∞ ball of r; ℓ2 defense vs ℓ∞ attack: the ℓ∞ ball of r on
+    d_a coordinates lies in the ℓ2 ball of r·√d_a. An attack of radius 0 is covered by anything.
     """
     d = defense.base if isinstance(defense, Masked) else defense
     a = attack.base if isinstance(attack, Masked) else attack
+    if a.eps == 0:
+        return True
+    if isinstance(defense, Masked):
+        dm = defense.mask.bool()
+        if isinstance(attack, Masked):
+            try:
+                dm_b, am_b = torch.broadcast_tensors(dm, attack.mask.bool())
+            except RuntimeError:  # masks of incompatible shapes cannot be compared: do not claim cover
+                return False
+            if bool((am_b & ~dm_b).any()):
+                return False
+        elif not bool(dm.all()):
+            return False
     tol = 1e-12
     if isinstance(d, LinfBall):
         return d.eps + tol >= a.eps
     if isinstance(d, L2Ball) and isinstance(a, L2Ball):
         return d.eps + tol >= a.eps
-    return d.eps + tol >= a.eps * dim**0.5
+    return d.eps + tol >= a.eps * _moving_dim(attack, dim) ** 0.5

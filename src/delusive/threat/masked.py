@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from delusive import runtime
-from delusive.threat.balls import ThreatModel
+from delusive.threat.balls import L2Ball, ThreatModel
 
 
 class Masked(ThreatModel):
@@ -41,8 +41,23 @@ class Masked(ThreatModel):
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
         return self.base.direction(grad * self._m(grad)) * self._m(grad)
 
+    def masked_dim(self, sample_shape: tuple[int, ...] | torch.Size) -> int:
+        """Number of coordinates of one sample of ``sample_shape`` (C×H×W) that the mask lets move."""
+        return int(torch.broadcast_to(self.mask, tuple(sample_shape)).sum())
+
     def sample_delta(self, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.project_delta(self.base.sample_delta(like, generator))
+        """Uniform in the masked ball: zero outside the mask, uniform in the base ball of the d_m masked
+        coordinates. For ℓ2 that is a Gaussian direction *within the mask* with radius ε·U^(1/d_m) (a
+        full-image sample masked afterwards would have the wrong direction norm and radius law); for ℓ∞
+        independent uniforms per coordinate are already uniform on the masked cube."""
+        m = self._m(like)
+        if isinstance(self.base, L2Ball):
+            g = runtime.randn(like.shape, generator, like.device, like.dtype) * m
+            d_m = self.masked_dim(like.shape[1:])
+            u = runtime.rand(like.shape[0], generator, like.device, like.dtype)
+            radius = self.base.eps * u.pow(1.0 / max(d_m, 1))
+            return self.base.direction(g) * radius.reshape(-1, *([1] * (like.dim() - 1)))
+        return self.project_delta(self.base.sample_delta(like, generator) * m)
 
     def contains(self, x_adv: torch.Tensor, x_clean: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
         outside = (x_adv - x_clean) * (1 - self._m(x_adv))

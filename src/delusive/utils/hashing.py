@@ -7,7 +7,9 @@ import hashlib
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from delusive.utils.safefile import open_regular
 
 _CHUNK = 1 << 20
 
@@ -45,9 +47,15 @@ def sha256_bytes(*chunks: bytes) -> str:
     return h.hexdigest()
 
 
-def sha256_file(path: str | Path) -> str:
+def sha256_stream(f: BinaryIO) -> str:
+    """SHA-256 of everything left in an open binary file."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
+    while block := f.read(_CHUNK):
+        h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a regular file (a FIFO or device is refused: hashing ``/dev/zero`` would never end)."""
+    with open_regular(path) as f:
+        return sha256_stream(f)
