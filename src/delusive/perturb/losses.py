@@ -23,7 +23,41 @@ def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return other - own
 
 
-LOSSES: dict[str, LossFn] = {"ce": cross_entropy, "margin": margin}
+_DLR_TINY = 1e-12
+
+
+def dlr(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample Difference of Logits Ratio (Croce & Hein, ICML 2020), to be maximised:
+
+    ``-(z_y - max_{i≠y} z_i) / (z_π1 - z_π3)`` with ``z_π1 ≥ z_π2 ≥ …`` the sorted logits. Dividing by a
+    logit difference makes the loss invariant to shifting and rescaling the logits, so a model cannot hide
+    behind large or saturated logits; it needs at least 3 classes.
+    """
+    z = logits.float()
+    if z.shape[1] < 3:
+        raise ValueError(f"loss 'dlr': needs at least 3 classes, the model has {z.shape[1]}")
+    top = z.topk(3, dim=1).values
+    own = z.gather(1, labels[:, None]).squeeze(1)
+    other = z.scatter(1, labels[:, None], float("-inf")).amax(1)
+    return -(own - other) / (top[:, 0] - top[:, 2] + _DLR_TINY)
+
+
+def dlr_targeted(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample targeted DLR of APGD-T (Croce & Hein, ICML 2020), to be maximised:
+
+    ``-(z_y - z_t) / (z_π1 - (z_π3 + z_π4) / 2)``; it grows as the target logit overtakes the true one.
+    Needs at least 4 classes.
+    """
+    z = logits.float()
+    if z.shape[1] < 4:
+        raise ValueError(f"loss 'dlr-targeted': needs at least 4 classes, the model has {z.shape[1]}")
+    top = z.topk(4, dim=1).values
+    own = z.gather(1, labels[:, None]).squeeze(1)
+    tgt = z.gather(1, target[:, None]).squeeze(1)
+    return -(own - tgt) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _DLR_TINY)
+
+
+LOSSES: dict[str, LossFn] = {"ce": cross_entropy, "margin": margin, "dlr": dlr}
 
 
 def resolve_loss(loss: str | LossFn) -> LossFn:
