@@ -29,6 +29,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! "$PY" -c "import d
   echo "$want" > "$stamp"
 fi
 
+# the ray extra (sweeps on a Ray cluster; its tests are in the default suite). Ray never pulls torch.
+if ! "$PY" -c "import ray" 2>/dev/null; then
+  say "installing the ray extra"
+  "${PIP[@]}" install -e ".[ray]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$PY" -c "import ray, torch; assert torch.__version__.split('+')[0] == '$TORCH_VERSION'"
+fi
+
 FMNIST=/usr/share/datasets/fashion-mnist
 if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ] && [ -z "${DELUSIVE_DATA:-}" ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -119,3 +119,68 @@ def test_restarts_from_a_fixed_x_init_are_refused(synth_model, synth):
         pgd(synth_model, x, y, LinfBall(0.1), steps=2, rel_step_size=0.25, restarts=3, x_init=x)
     one = pgd(synth_model, x, y, LinfBall(0.1), steps=2, rel_step_size=0.25, restarts=1, x_init=x)
     assert float((one.x_adv - x).abs().max()) <= 0.1 + 1e-6
+
+
+def _fat_reference(model, x, y, threat, steps, alpha, tau, generator):
+    """PGD-K-τ written out naively: every example forwarded at every step, frozen ones masked (the engine
+    before it learned to forward only the running examples)."""
+    from delusive import runtime
+
+    x_adv = threat.random_init(x, generator)
+    active = runtime.ones(x.shape[0], dtype=torch.bool)
+    mis = runtime.zeros(x.shape[0], dtype=torch.long)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        logits = model(x_adv)
+        wrong = logits.argmax(1) != y
+        stop = wrong & active & (mis >= tau)
+        mis += (wrong & active).long()
+        active &= ~stop
+        (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y, reduction="sum"), x_adv)
+        stepped = threat.project(x_adv.detach() + alpha * threat.direction(g), x)
+        x_adv = torch.where(active.view(-1, 1, 1, 1), stepped, x_adv.detach())
+    return x_adv.detach()
+
+
+@pytest.mark.parametrize("tau", [0, 1, 2])
+def test_fat_forwarding_only_running_examples_matches_the_naive_masked_run(tau):
+    from delusive import runtime
+    from delusive.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("small-cnn", 3, 1, 12, seed=1).eval()
+    x, y = torch.rand(40, 1, 12, 12), torch.arange(40) % 3
+    threat = LinfBall(0.3)
+    res = pgd(model, x, y, threat, steps=6, step_size=0.05, random_start=True, early_stop_tau=tau,
+              generator=runtime.generator(5), final_eval=False)
+    ref = _fat_reference(model, x, y, threat, 6, 0.05, tau, runtime.generator(5))
+    assert torch.allclose(res.x_adv, ref, atol=1e-6)
+    assert bool((res.steps_taken < 6).any()) and bool((res.steps_taken > 0).any())  # a mix: some stop early
+    full = pgd(model, x, y, threat, steps=6, step_size=0.05, random_start=True, generator=runtime.generator(5),
+               final_eval=False)
+    assert not torch.allclose(full.x_adv, ref, atol=1e-6)  # control: without the early stop the result differs
+
+
+def test_final_eval_off_saves_one_forward_and_keeps_x_adv():
+    from delusive import runtime
+
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(16, 3)
+
+        def forward(self, z):
+            calls.append(z.shape[0])
+            return self.lin(z.flatten(1))
+
+    model = Counting().eval()
+    x, y = torch.rand(8, 1, 4, 4), torch.arange(8) % 3
+    a = pgd(model, x, y, LinfBall(0.1), steps=3, random_start=True, generator=runtime.generator(0))
+    n_with = len(calls)
+    b = pgd(model, x, y, LinfBall(0.1), steps=3, random_start=True, generator=runtime.generator(0), final_eval=False)
+    assert n_with == 4 and len(calls) - n_with == 3  # K forwards, not K + 1
+    assert torch.equal(a.x_adv, b.x_adv)
+    with pytest.raises(ValueError, match="restarts > 1 needs final_eval"):
+        pgd(model, x, y, LinfBall(0.1), steps=3, restarts=2, random_start=True, final_eval=False)

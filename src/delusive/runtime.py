@@ -249,3 +249,127 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
+
+
+def to_cpu(obj: Any) -> Any:
+    """``obj`` (nested dicts/lists/tuples of tensors) with every tensor detached and moved to the CPU: how
+    checkpoints are saved, so a file written on a GPU loads anywhere."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+# --- distributed data parallel (torchrun) ----------------------------------------------------------------
+# ``torchrun --nproc-per-node N -m delusive train ...`` starts N processes with RANK, LOCAL_RANK and WORLD_SIZE
+# set; these helpers are the only place the package touches torch.distributed (docs/scale.md). Without those
+# variables every helper is the single-process identity (rank 0 of 1), so callers need no special case.
+def distributed_requested() -> bool:
+    """Whether this process was started by torchrun (or another launcher) as one rank of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_distributed() -> bool:
+    """Whether a process group is initialised with more than one rank."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def init_distributed(device: torch.device | str | None = None) -> bool:
+    """Join the process group described by torchrun's environment (idempotent); return whether this run is
+    distributed. The backend is nccl for CUDA and gloo for the CPU; on CUDA each rank uses ``cuda:LOCAL_RANK``
+    (call this before :func:`resolve_device`, so ``auto`` picks that device)."""
+    import torch.distributed as dist
+
+    if not distributed_requested():
+        return False
+    if dist.is_initialized():
+        return dist.get_world_size() > 1
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = None if device is None or str(device) == "auto" else torch.device(device)
+    use_cuda = torch.cuda.is_available() and (dev is None or dev.type == "cuda")
+    if use_cuda:
+        if dev is not None and dev.index is not None and dev.index != local:
+            raise ValueError(f"distributed run: rank with LOCAL_RANK {local} was given device {dev}; every rank "
+                             f"uses cuda:LOCAL_RANK (start the process group before choosing the device)")
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    """Rank 0 (or a single process): the one that writes checkpoints, metrics and progress."""
+    return rank() == 0
+
+
+def shard_slice(n: int) -> slice:
+    """This rank's contiguous part of a global batch of ``n`` examples (ranks take sizes differing by at most
+    one, in rank order), so the ranks' parts of every batch are disjoint and together the whole batch."""
+    w, r = world_size(), rank()
+    base, extra = divmod(int(n), w)
+    start = r * base + min(r, extra)
+    return slice(start, start + base + (1 if r < extra else 0))
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over all ranks, in place (the identity in a single process)."""
+    if is_distributed():
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_gradients(model: torch.nn.Module) -> None:
+    """Sum every parameter's gradient over the ranks, in one flat buffer (data-parallel SGD: each rank's loss
+    is pre-weighted by its share of the global batch, so the sum is the global batch's mean gradient)."""
+    if not is_distributed():
+        return
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    all_reduce_sum(flat)
+    offset = 0
+    for p in params:
+        k = p.numel()
+        p.grad.copy_(flat[offset:offset + k].view_as(p.grad))
+        offset += k
+
+
+def broadcast_module(model: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers to every rank (the same start everywhere)."""
+    if not is_distributed():
+        return
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            buf = t.detach().contiguous()  # collectives want dense tensors; channels_last weights are not
+            dist.broadcast(buf, src)
+            t.copy_(buf)
+
+
+def barrier() -> None:
+    """Wait for every rank (the identity in a single process)."""
+    if is_distributed():
+        import torch.distributed as dist
+
+        dist.barrier()

@@ -395,9 +395,12 @@ def _check_manifest(manifest: Any, mpath: Path) -> dict[str, str]:
     if isinstance(eps_text, bool) or not isinstance(eps_text, str | int | float):
         raise _bad_manifest(mpath, f"threat: eps_text must be a string or number, got {eps_text!r}")
     try:
-        make_threat(desc["norm"].removeprefix("masked-"), eps_text)
+        claimed = make_threat(desc["norm"].removeprefix("masked-"), eps_text)
     except (ValueError, TypeError) as e:
         raise _bad_manifest(mpath, f"threat: {e}") from None
+    if claimed.eps >= 1e6 or (claimed.norm_name == "linf" and claimed.eps > 1):
+        # a claim no perturbation of [0, 1] images needs: "every ‖δ‖ ≤ 1e308" would be true and meaningless
+        raise _bad_manifest(mpath, f"threat: eps {eps_text} is not a usable budget (linf above 1, or >= 1e6)")
     if desc["norm"].startswith("masked-") and "mask.npy" not in files:
         raise _bad_manifest(mpath, "the threat model is masked but the 'files' table does not name mask.npy")
     return files

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from delusive import runtime
 from delusive.attacks.base import ATTACKS, Attack, CraftResult, target_map
 from delusive.attacks.resume import CraftCheckpoint
 from delusive.models import model_hash
@@ -34,7 +35,8 @@ class _PerSample(Attack):
     def craft(self, train, threat, model, seed=0, work_dir=None):  # type: ignore[no-untyped-def]
         if model is None:
             raise ValueError(f"attack {self.name}: needs a crafting model")
-        x_all, y_all = train.tensors()
+        dev = runtime.device_of(model)
+        x_all, y_all = (t.to(dev) for t in train.tensors())
         n = x_all.shape[0]
         ident = config_hash([self.name, self.params(), threat.describe(), train.sha256(), model_hash(model), seed])
         ckpt = CraftCheckpoint(work_dir, ident)
@@ -50,11 +52,11 @@ class _PerSample(Attack):
             for start in range(done, n, self.batch_size):
                 stop = min(start + self.batch_size, n)
                 xb, yb = to_channels_last(x_all[start:stop]), y_all[start:stop]
-                gen = torch.Generator().manual_seed(derive_seed(seed, self.name, start))
+                gen = runtime.generator(derive_seed(seed, self.name, start), dev)
                 res = pgd(model, xb, self.targets(yb, train.num_classes), threat, steps=self.steps,
                           rel_step_size=self.rel_step_size, maximize=False, random_start=self.random_start,
-                          generator=gen)
-                out[start:stop] = res.x_adv.contiguous().numpy()
+                          generator=gen, final_eval=False)
+                out[start:stop] = res.x_adv.cpu().contiguous().numpy()
                 bar.update(stop - start)
                 if ckpt.due() and stop < n:
                     ckpt.save({"partial": out[:stop]}, done=stop)

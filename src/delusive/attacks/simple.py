@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from delusive import runtime
 from delusive.attacks.base import ATTACKS, Attack, CraftResult
 from delusive.data import ArrayDataset
 from delusive.threat import L2Ball, Masked
@@ -41,12 +42,12 @@ class P5(Attack):
     classwise = True
 
     def craft(self, train, threat, model, seed=0, work_dir=None):  # type: ignore[no-untyped-def]
-        g = torch.Generator().manual_seed(derive_seed(seed, "P5"))
-        like = torch.zeros(train.num_classes, *train.shape)
+        g = runtime.generator(derive_seed(seed, "P5"))  # drawn on the CPU: same noise on every device
+        like = runtime.zeros((train.num_classes, *train.shape))
         base = threat.base if isinstance(threat, Masked) else threat
         if isinstance(base, L2Ball):  # a Gaussian direction (inside the mask) scaled to norm exactly ε
-            deltas = threat.direction(torch.randn(like.shape, generator=g)) * threat.eps
+            deltas = threat.direction(runtime.randn(like.shape, g)) * threat.eps
         else:  # uniform in [−ε, ε] per pixel (zero outside a mask)
-            deltas = threat.project_delta((2 * torch.rand(like.shape, generator=g) - 1) * threat.eps)
+            deltas = threat.project_delta((2 * runtime.rand(like.shape, g) - 1) * threat.eps)
         return CraftResult(apply_class_deltas(train, deltas), deltas.numpy().astype(np.float32))
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from delusive import runtime
 from delusive.attacks.base import ATTACKS, Attack, CraftResult, target_map
 from delusive.attacks.resume import CraftCheckpoint
 from delusive.attacks.simple import apply_class_deltas
@@ -25,21 +26,24 @@ from delusive.utils.seeding import derive_seed
 def universal_class_deltas(model: torch.nn.Module, x_all: torch.Tensor, num_classes: int, threat,  # type: ignore[no-untyped-def]
                            iterations: int, batch_size: int, rel_step_size: float, seed: int,
                            ckpt: CraftCheckpoint | None = None, desc: str = "craft") -> torch.Tensor:
-    """The K class-universal perturbations δ_k that make any image look like class k to ``model``."""
+    """The K class-universal perturbations δ_k that make any image look like class k to ``model`` (computed on
+    the model's device; the batch draws come from a CPU generator, so every device sees the same batches)."""
     k_classes = num_classes
-    deltas = torch.zeros(k_classes, *x_all.shape[1:])
+    dev = runtime.device_of(model)
+    x_all = x_all.to(dev)
+    deltas = runtime.zeros((k_classes, *x_all.shape[1:]), dev)
     start = 0
     if ckpt is not None and (restored := ckpt.load()) is not None:
-        deltas = torch.from_numpy(restored[0]["deltas"])
+        deltas = runtime.as_tensor(restored[0]["deltas"], dev)
         start = int(restored[1]["iteration"])
     alpha = rel_step_size * threat.eps
     n = x_all.shape[0]
-    labels = torch.arange(k_classes).repeat_interleave(min(batch_size, n))
+    labels = runtime.arange(k_classes, dev).repeat_interleave(min(batch_size, n))
     bar = progress(total=iterations, initial=start, desc=desc, unit="it")
     with eval_mode(model), frozen_parameters(model):
         for it in range(start, iterations):
-            g = torch.Generator().manual_seed(derive_seed(seed, "universal", it))
-            idx = torch.stack([torch.randperm(n, generator=g)[:batch_size] for _ in range(k_classes)])
+            g = runtime.generator(derive_seed(seed, "universal", it))
+            idx = torch.stack([runtime.randperm(n, g)[:batch_size] for _ in range(k_classes)]).to(dev)
             xb = x_all[idx]  # K × B × C × H × W: a fresh batch for every class
             d = deltas.clone().requires_grad_(True)
             xp = torch.clamp(xb + d[:, None], 0.0, 1.0).flatten(0, 1)
@@ -49,9 +53,9 @@ def universal_class_deltas(model: torch.nn.Module, x_all: torch.Tensor, num_clas
                 deltas = threat.project_delta(deltas - alpha * threat.direction(grad))
             bar.update(1)
             if ckpt is not None and ckpt.due() and it + 1 < iterations:
-                ckpt.save({"deltas": deltas.numpy()}, iteration=it + 1)
+                ckpt.save({"deltas": deltas.cpu().numpy()}, iteration=it + 1)
     bar.close()
-    return deltas.detach()
+    return deltas.detach().cpu()
 
 
 _MEMO: dict[str, torch.Tensor] = {}  # P3 and P4 of one crafting run share the same K class perturbations
@@ -103,7 +107,7 @@ class P3(_Universal):
 
     def assign(self, deltas):  # type: ignore[no-untyped-def]
         k = deltas.shape[0]
-        return deltas[target_map(torch.arange(k), k, self.target_shift)]
+        return deltas[target_map(runtime.arange(k), k, self.target_shift)]
 
 
 @ATTACKS.register("P4")

@@ -15,9 +15,9 @@ from delusive.attacks import (
     show_artifact,
     verify_artifact,
 )
-from delusive.cli.common import UsageError, fraction_text, parse_params, positive_int, resolve_budget
+from delusive.cli.common import UsageError, add_device_args, fraction_text, parse_params, positive_int, resolve_budget
 from delusive.experiments.poisoning import clean_training_set, make_poison
-from delusive.models import DEFAULT_MODEL, model_names
+from delusive.models import DEFAULT_MODEL, classifier_names
 from delusive.threat import NORMS, make_threat
 
 
@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", type=fraction_text("--eps"), default=None, help="attack budget, e.g. 1.0 or 8/255")
     p.add_argument("--out", required=True, help="artifact directory (resumes an interrupted crafting run)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--storage", choices=STORAGES, default="uint8",
-                   help="uint8 (δ rounded toward zero in 1/255 steps; default) or float32")
+    p.add_argument("--storage", choices=("auto", *STORAGES), default="auto",
+                   help="auto (default): float32 for l2 budgets (uint8 would shrink them), uint8 with δ rounded toward "
+                   "zero in 1/255 steps for linf; or force uint8 / float32")
     p.add_argument("--attack-param", action="append", metavar="KEY=VALUE",
                    help="override an attack hyperparameter (steps, rel_step_size, iterations, batch_size, ...)")
     p.add_argument("--reference-schedule", action="store_true",
@@ -39,9 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-subset", type=positive_int("--train-subset"), default=None,
                    help="poison a seeded random subset of the training split (the artifact records it)")
     p.add_argument("--crafting-model", default=None, help="your own model.pt for P1-P4 (default: train one)")
-    p.add_argument("--crafting-arch", default=DEFAULT_MODEL, choices=model_names())
+    p.add_argument("--crafting-arch", default=DEFAULT_MODEL, choices=classifier_names())
     p.add_argument("--crafting-epochs", type=positive_int("--crafting-epochs"), default=None)
     p.add_argument("--cache-dir", default=None, help="crafting-model cache (default $DELUSIVE_CACHE or ~/.cache)")
+    p.add_argument("--generator", default=None, metavar="PATH",
+                   help="L2C only: reuse this trained generator (generator.pt of an earlier L2C artifact) instead of "
+                   "training one")
+    add_device_args(p, precision=False)
     p.set_defaults(func=run_poison)
 
     v = sub.add_parser("verify", help="check a poison artifact against the clean set (labels, box, budget, hash)")
@@ -70,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--data-root", default=None)
     i.add_argument("--norm", choices=NORMS, required=True, help="the budget the imported poison claims")
     i.add_argument("--eps", type=fraction_text("--eps"), required=True)
-    i.add_argument("--storage", choices=STORAGES, default="uint8")
+    i.add_argument("--storage", choices=("auto", *STORAGES), default="auto",
+                   help="auto (default): float32 for l2 budgets, uint8 rounded toward zero for linf")
     i.add_argument("--train-subset", type=positive_int("--train-subset"), default=None)
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--out", required=True)
@@ -79,12 +85,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_poison(args: argparse.Namespace) -> int:
     threat = make_threat(*resolve_budget(args.dataset, args.norm, args.eps))
+    params = parse_params(args.attack_param, "--attack-param")
+    if args.generator is not None:
+        if args.attack != "L2C":
+            raise UsageError(f"--generator: only L2C uses a generator, not --attack {args.attack}")
+        params["generator"] = args.generator
     try:
         art = make_poison(args.attack, args.dataset, threat, args.out, data_root=args.data_root, seed=args.seed,
-                          storage=args.storage, attack_params=parse_params(args.attack_param, "--attack-param"),
+                          storage=args.storage, attack_params=params,
                           reference_schedule=args.reference_schedule, train_subset=args.train_subset,
                           crafting_model=args.crafting_model, crafting_arch=args.crafting_arch,
-                          crafting_epochs=args.crafting_epochs, cache_dir=args.cache_dir)
+                          crafting_epochs=args.crafting_epochs, cache_dir=args.cache_dir, device=args.device)
     except TypeError as e:
         if "unexpected keyword" not in str(e):
             raise
@@ -108,7 +119,7 @@ def run_verify(args: argparse.Namespace) -> int:
         if args.norm is None or args.eps is None:
             raise UsageError("--norm and --eps: give both to check against an expected budget")
         expected = make_threat(args.norm, args.eps)
-    report = verify_artifact(args.artifact, _clean_for(args, art.manifest), expected)
+    report = verify_artifact(art, _clean_for(args, art.manifest), expected)
     if report.ok:
         st = report.norm_stats
         norm, eps = (args.norm, args.eps) if expected else (art.manifest["threat"]["norm"],

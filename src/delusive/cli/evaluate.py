@@ -6,11 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from delusive.cli.common import UsageError, add_data_args, resolve_budget
+from delusive.cli.common import UsageError, add_data_args, add_device_args, resolve_budget
 from delusive.cli.train import add_eval_args
 from delusive.data import load_dataset
 from delusive.evaluation import evaluate
 from delusive.models import load_model
+from delusive.runtime import describe_device, prepare_model, resolve_device, resolve_precision
 from delusive.threat import make_threat
 from delusive.utils import atomic_write_json
 
@@ -21,21 +22,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p, dataset_required=False)
     p.add_argument("--split", default="test")
     add_eval_args(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the robust subset and the attacks' random starts")
+    add_device_args(p)
     p.add_argument("--out", default=None, help="also write the metrics as JSON here")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     model, meta = load_model(Path(args.model))
+    model = prepare_model(model, device)
     dataset = args.dataset or meta.get("dataset")
     if not dataset:
         raise UsageError("--dataset: the model does not record its dataset; give --dataset")
     data = load_dataset(dataset, args.split, root=args.data_root)
     threat = make_threat(*resolve_budget(dataset, args.eval_norm, args.eval_eps, "--eval-eps"))
     metrics = evaluate(model, data, threat, steps=args.eval_steps, restarts=args.eval_restarts,
-                       robust_limit=args.robust_subset, seed=args.seed)
+                       robust_limit=args.robust_subset, seed=args.seed, attack=args.eval_attack,
+                       precision=resolve_precision(args.precision, device))
+    metrics["device"] = describe_device(device)
     if args.out:
         atomic_write_json(args.out, metrics)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "robust_attack"}, indent=2))
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ("robust_attack", "device")}, indent=2))
+    att = metrics["robust_attack"]
+    print(f"robust accuracy by {att['attack']} ({att['steps']} steps, {threat!r}) on {metrics['n_robust']} test "
+          f"images (seeded, class-stratified) on {metrics['device']['device']}")
     return 0

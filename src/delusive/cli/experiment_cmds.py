@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from delusive.cli.common import UsageError, positive_int
+from delusive.cli.common import UsageError, device_text, positive_int
+from delusive.experiments.executors import EXECUTORS, make_executor
 from delusive.experiments.report import write_report
 from delusive.experiments.runner import run_sweep
 from delusive.experiments.spec import SpecError, load_preset, load_spec, preset_names
 from delusive.experiments.store import RunStore
+from delusive.runtime import resolve_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="run directory (content-addressed store; rerun to resume)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec value, e.g. train.epochs=1")
     s.add_argument("--max-cells", type=positive_int("--max-cells"), default=None, help=argparse.SUPPRESS)
+    _run_args(s)
     s.set_defaults(func=run_sweep_cmd)
 
     r = sub.add_parser("report", help="write table.md, table.csv, figure.png and curves.png of a run directory")
@@ -33,14 +37,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a preset value, e.g. train.epochs=1 or data_root=/data (smoke runs)")
     p.add_argument("--max-cells", type=positive_int("--max-cells"), default=None, help=argparse.SUPPRESS)
+    _run_args(p)
     p.set_defaults(func=run_reproduce)
 
 
-def _sweep_and_report(spec, out: str, max_cells: int | None) -> int:  # type: ignore[no-untyped-def]
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", type=device_text, default=None,
+                   help="where cells run: auto, cpu, cuda, cuda:N or mps (default: the spec's device, else auto); "
+                   "not part of a cell's identity, recorded in its result")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile every model (long GPU runs)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: every cell in this process (default); ray: each cell, artifact and crafting model "
+                   "a Ray task (needs pip install 'delusive[ray]' and --out on a path every worker sees; "
+                   "docs/scale.md)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="the Ray cluster to join (host:port, ray://host:10001 or auto); default: start a local one")
+
+
+def _with_run_options(spec, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    changes = {}
+    if args.device is not None:
+        changes["device"] = args.device
+    if args.compile:
+        changes["compile"] = True
+    spec = replace(spec, **changes) if changes else spec
+    try:
+        resolve_device(spec.device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return spec
+
+
+def _sweep_and_report(spec, out: str, max_cells: int | None,  # type: ignore[no-untyped-def]
+                      args: argparse.Namespace | None = None) -> int:
     t0 = time.perf_counter()
-    records = run_sweep(spec, out, max_cells=max_cells)
+    executor = getattr(args, "executor", "local")
+    address = getattr(args, "ray_address", None)
+    if address is not None and executor != "ray":
+        raise UsageError("--ray-address: only with --executor ray")
+    try:
+        ex = make_executor(executor, address)
+    except RuntimeError as e:  # Ray missing: the message names the extra
+        raise UsageError(str(e)) from None
+    records = run_sweep(spec, out, max_cells=max_cells, executor=ex)
     store = RunStore(out)
-    paths = write_report(records, store.report_dir, spec.description or spec.name)
+    with store.claim("report", "table"):  # concurrent sweeps into one directory write one report at a time
+        paths = write_report(records, store.report_dir, spec.description or spec.name)
     print(Path(paths["table_md"]).read_text())
     print(f"{len(records)} cells in {time.perf_counter() - t0:.0f}s; figure: {paths['figure']}; "
           f"curves: {paths['curves']}; tables: {paths['table_md']}, {paths['table_csv']}")
@@ -48,11 +90,13 @@ def _sweep_and_report(spec, out: str, max_cells: int | None) -> int:  # type: ig
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    return _sweep_and_report(_spec_or_usage(load_spec, args.spec, args.set), args.out, args.max_cells)
+    spec = _with_run_options(_spec_or_usage(load_spec, args.spec, args.set), args)
+    return _sweep_and_report(spec, args.out, args.max_cells, args)
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    return _sweep_and_report(_spec_or_usage(load_preset, args.preset, args.set), args.out, args.max_cells)
+    spec = _with_run_options(_spec_or_usage(load_preset, args.preset, args.set), args)
+    return _sweep_and_report(spec, args.out, args.max_cells, args)
 
 
 def _spec_or_usage(loader, source: str, overrides: list[str] | None):  # type: ignore[no-untyped-def]

@@ -13,10 +13,13 @@ import numpy as np
 import torch
 
 import delusive
+from delusive import runtime
 from delusive.attacks import load_artifact, verify_artifact
 from delusive.cli.common import (
     UsageError,
     add_data_args,
+    add_device_args,
+    check_budget,
     fraction_text,
     nonneg_int,
     parse_params,
@@ -25,11 +28,11 @@ from delusive.cli.common import (
     resolve_budget,
 )
 from delusive.data import dataset_info, load_dataset
-from delusive.defenses import SCHEDULES, TrainConfig, create_objective, fit, objective_names
-from delusive.evaluation import evaluate, natural_accuracy
+from delusive.defenses import CHECKPOINT, SCHEDULES, TrainConfig, create_objective, objective_names
+from delusive.evaluation.attacks import ATTACK_NAMES
+from delusive.experiments.pipeline import SELECTIONS, EvalPlan, RunOptions, train_and_evaluate
 from delusive.experiments.poisoning import clean_training_set, seeded_subset
-from delusive.models import DEFAULT_MODEL, create_model, model_names, save_model
-from delusive.runtime import PRECISIONS
+from delusive.models import DEFAULT_MODEL, classifier_names
 from delusive.threat import NORMS, covers, make_threat
 from delusive.utils import atomic_write_json, config_hash
 
@@ -41,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     p.add_argument("--poison", default=None, metavar="DIR",
                    help="train on this poison artifact (delusive poison) instead of the clean training split")
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=model_names())
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=classifier_names())
     p.add_argument("--defense", default="standard", choices=objective_names(),
                    help="training objective (default: standard)")
     p.add_argument("--norm", choices=NORMS, default=None,
@@ -54,7 +57,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--defense-param", action="append", metavar="KEY=VALUE",
                    help="extra defense hyperparameter (repeatable), e.g. beta=6")
     add_train_args(p)
-    add_eval_args(p)
+    add_eval_args(p, attack_option="--eval-attack")
+    p.add_argument("--val-size", type=nonneg_int("--val-size"), default=EvalPlan.val_size,
+                   help="training images held out to select the epoch (0: keep the last epoch)")
+    p.add_argument("--select", choices=SELECTIONS, default="auto",
+                   help="epoch selection on the held-out split: auto (robust accuracy for AT defenses, natural "
+                   "for standard training), val_natural, val_robust or last")
+    p.add_argument("--eval-every", type=positive_int("--eval-every"), default=EvalPlan.epoch_every,
+                   help="robust test accuracy (cheap PGD-10 on a seeded subset) every N epochs and at the last")
+    add_device_args(p, compile_flag=True)
     p.add_argument("--out", required=True, help="output directory (resumes if it holds a checkpoint of this run)")
     p.set_defaults(func=run)
 
@@ -70,21 +81,24 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", type=positive_int("--train-subset"), default=None,
                    help="train on a seeded random subset of this many examples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32 (default, bit-reproducible) or bf16 autocast (faster only on CPUs with bf16)")
     p.add_argument("--crop-padding", type=nonneg_int("--crop-padding"), default=None,
                    help="random-crop padding (default per dataset: 4 for CIFAR-10/SVHN, 0 for 28×28 sets)")
     p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                    help="random horizontal flips (default per dataset: off for digits and Fashion-MNIST)")
 
 
-def add_eval_args(p: argparse.ArgumentParser) -> None:
+def add_eval_args(p: argparse.ArgumentParser, attack_option: str = "--attack") -> None:
+    p.add_argument(attack_option, dest="eval_attack", choices=ATTACK_NAMES, default="autoattack",
+                   help="robust-accuracy attack: autoattack (default: APGD-CE then APGD-T, Croce and Hein 2020, "
+                   "without FAB and Square), apgd-ce, apgd-t, or pgd (the reference's PGD, step 2.5·eps/steps)")
     p.add_argument("--eval-norm", choices=NORMS, default=None, help="robust-accuracy threat (default: the defense's)")
     p.add_argument("--eval-eps", type=fraction_text("--eval-eps"), default=None)
-    p.add_argument("--eval-steps", type=nonneg_int("--eval-steps"), default=20)
+    p.add_argument("--eval-steps", type=positive_int("--eval-steps"), default=None,
+                   help="attack iterations (default: 20 for pgd, 100 for the APGD attacks)")
     p.add_argument("--eval-restarts", type=positive_int("--eval-restarts"), default=1)
-    p.add_argument("--robust-subset", type=positive_int("--robust-subset"), default=None,
-                   help="evaluate robust accuracy on the first N test images only")
+    p.add_argument("--robust-subset", type=positive_int("--robust-subset"), default=EvalPlan.robust_subset,
+                   help=f"robust accuracy on a seeded class-stratified subset of N test images (default "
+                   f"{EvalPlan.robust_subset}; a number >= the split's size means all)")
 
 
 def eval_threat(args: argparse.Namespace, dataset: str):  # type: ignore[no-untyped-def]
@@ -93,7 +107,10 @@ def eval_threat(args: argparse.Namespace, dataset: str):  # type: ignore[no-unty
     norm = args.eval_norm or base_norm
     if args.eval_eps is None and norm != base_norm:
         raise UsageError(f"--eval-eps: required when --eval-norm {norm} differs from the defense's norm {base_norm}")
-    return make_threat(norm, args.eval_eps or base_eps)
+    eps = args.eval_eps or base_eps
+    if args.eval_eps is not None:  # the defense's eps was checked (and warned about) by resolve_budget
+        check_budget(norm, eps, "--eval-eps")
+    return make_threat(norm, eps)
 
 
 def build_objective(args: argparse.Namespace, dataset: str):  # type: ignore[no-untyped-def]
@@ -111,6 +128,8 @@ def build_objective(args: argparse.Namespace, dataset: str):  # type: ignore[no-
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
     info = dataset_info(args.dataset)
     objective = build_objective(args, args.dataset)
     try:
@@ -121,43 +140,55 @@ def run(args: argparse.Namespace) -> int:
                           hflip=info.hflip if args.hflip is None else args.hflip)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    threat = eval_threat(args, args.dataset)
+    try:
+        plan = EvalPlan(norm=threat.norm_name, eps=threat.eps_text, attack=args.eval_attack, steps=args.eval_steps,
+                        restarts=args.eval_restarts, robust_subset=args.robust_subset, val_size=args.val_size,
+                        select=args.select, epoch_every=args.eval_every)
+        run_opts = RunOptions(device=args.device, compile=args.compile)
+        from delusive.runtime import resolve_device
+
+        resolve_device(args.device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     train_set, poison_meta = load_training_set(args)
+    if train_set.num_classes < 2:  # refused before --out is created (create_model would refuse it later)
+        raise ValueError(f"--dataset {args.dataset}: num_classes: must be >= 2, got {train_set.num_classes}")
     test_set = load_dataset(args.dataset, "test", root=args.data_root)
+    if args.train_subset is not None and args.train_subset > len(train_set):
+        warnings.warn(f"--train-subset {args.train_subset} is larger than the training split ({len(train_set)} "
+                      "images); training on all of them", stacklevel=1)
     train_set = seeded_subset(train_set, args.train_subset, args.seed)
     torch.manual_seed(args.seed)
-    c, h, _ = train_set.shape
-    model = create_model(args.model, train_set.num_classes, c, h, seed=args.seed)
-    threat = eval_threat(args, args.dataset)
     config: dict[str, Any] = {
         "dataset": args.dataset, "train_size": len(train_set), "train_sha256": train_set.sha256(),
         "test_sha256": test_set.sha256(), "poison": poison_meta, "model": args.model,
-        "defense": objective.describe(), "train": cfg.to_dict(),
-        "eval": {"threat": threat.describe(), "steps": args.eval_steps, "restarts": args.eval_restarts,
-                 "robust_subset": args.robust_subset},
+        "defense": objective.describe(), "train": cfg.to_dict(), "eval": plan.to_dict(),
         "versions": versions(),
     }
     config["run_id"] = config_hash({k: v for k, v in config.items() if k != "versions"})
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", config)
+    if runtime.is_main():
+        atomic_write_json(out / "config.json", config)
     print(f"training {args.model} on {args.dataset} ({len(train_set)} images"
           f"{', poison ' + poison_meta['attack'] if poison_meta else ''}) with {objective.name}"
           f"{' ' + repr(objective.threat) if objective.threat else ''} for {cfg.epochs} epochs -> {out}",
           file=sys.stderr)
-
-    def per_epoch(m: torch.nn.Module, epoch: int) -> dict[str, float]:
-        return {"test_natural_accuracy": natural_accuracy(m, test_set)}
-
-    result = fit(model, train_set, objective, cfg, checkpoint_dir=out, eval_fn=per_epoch, desc="train")
-    metrics = evaluate(model, test_set, threat, steps=args.eval_steps, restarts=args.eval_restarts,
-                       robust_limit=args.robust_subset, seed=args.seed, precision=args.precision)
-    metrics.update(train_time_s=result.wall_time_s, epochs=cfg.epochs, run_id=config["run_id"])
-    save_model(model, out / "model.pt", {"arch": args.model, "num_classes": train_set.num_classes,
-                                          "in_channels": c, "image_size": h},
-               {"dataset": args.dataset, "run_id": config["run_id"]})
-    atomic_write_json(out / "history.json", result.history)
+    if (out / CHECKPOINT).exists():  # fit checks that it is this run's (and refuses it otherwise)
+        print(f"resuming from {out / CHECKPOINT}", file=sys.stderr)
+    metrics = train_and_evaluate(args.model, train_set, test_set, objective, cfg, plan, out, run_opts,
+                                 desc="train", model_meta={"dataset": args.dataset, "run_id": config["run_id"]})
+    metrics.pop("model")
+    metrics.pop("history")
+    metrics["run_id"] = config["run_id"]
+    if not runtime.is_main():
+        return 0
     atomic_write_json(out / "metrics.json", metrics)
+    att = metrics["robust_attack"]
     print(f"natural_accuracy {metrics['natural_accuracy']:.4f}  robust_accuracy {metrics['robust_accuracy']:.4f} "
-          f"({threat!r}, PGD-{args.eval_steps})  train time {result.wall_time_s:.1f}s")
+          f"({threat!r}, {att['attack']}-{att['steps']}, {metrics['n_robust']} test images)  epoch "
+          f"{metrics['selected_epoch']}/{cfg.epochs} ({metrics['selection']})  train time "
+          f"{metrics['train_time_s']:.1f}s on {metrics['device']['device']}")
     return 0
 
 
@@ -171,7 +202,7 @@ def load_training_set(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise UsageError(f"--poison: the artifact was made from {art.manifest['dataset']!r}, "
                          f"not --dataset {args.dataset!r}")
     clean = clean_training_set(args.dataset, args.data_root, art.manifest.get("subset"))
-    report = verify_artifact(args.poison, clean)
+    report = verify_artifact(art, clean)  # the bytes verified are the bytes trained on
     if not report.ok:
         raise UsageError(f"--poison {args.poison}: verification failed: " + "; ".join(report.problems))
     objective = build_objective(args, args.dataset)

@@ -6,7 +6,7 @@ Layer rule: this package imports only ``delusive.utils`` from delusive (plus num
 from delusive.data.catalog import DATASETS, DatasetInfo, dataset_info, fetch, load_dataset, search_roots
 from delusive.data.dataset import ArrayDataset, make_synthetic
 from delusive.data.errors import DataError, DataNotFoundError
-from delusive.data.loader import TensorLoader, random_crop, random_hflip
+from delusive.data.loader import TensorLoader, crop_with_offsets, random_crop, random_hflip
 
 __all__ = [
     "DATASETS",
@@ -15,6 +15,7 @@ __all__ = [
     "DataNotFoundError",
     "DatasetInfo",
     "TensorLoader",
+    "crop_with_offsets",
     "dataset_info",
     "fetch",
     "load_dataset",

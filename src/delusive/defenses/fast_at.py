@@ -63,7 +63,7 @@ class FastAT(Objective):
             stats["pgd5_accuracy"] = self._monitor(model, x, y)
         with eval_mode(model):
             res = pgd(model, x, y, self.threat, steps=1, rel_step_size=self.rel_step_size,
-                      random_start=self.random_start, generator=generator)
+                      random_start=self.random_start, generator=generator, final_eval=False)
         logits = model(res.x_adv)
         return StepOutput(_ce(logits, y), logits, stats)
 

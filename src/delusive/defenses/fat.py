@@ -58,7 +58,7 @@ class FAT(Objective):
         with eval_mode(model):
             res = pgd(model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
                       random_start=self.random_start, early_stop_tau=self.current_tau(), step_noise=self.omega,
-                      generator=generator)
+                      generator=generator, final_eval=False)
         logits = model(res.x_adv)
         return StepOutput(_ce(logits, y), logits, {"tau": float(self.current_tau()),
                                                    "mean_steps": res.steps_taken.float().mean().item()})

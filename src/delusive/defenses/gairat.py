@@ -74,7 +74,7 @@ class GAIRAT(Objective):
         assert self.threat is not None
         with eval_mode(model):
             res = pgd(model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
-                      random_start=self.random_start, generator=generator)
+                      random_start=self.random_start, generator=generator, final_eval=False)
         logits = model(res.x_adv)
         stats = {"mean_kappa": res.num_correct.float().mean().item()}
         if not self.reweighting():

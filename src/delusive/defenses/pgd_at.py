@@ -32,7 +32,7 @@ class PGDAT(Objective):
         assert self.threat is not None
         with eval_mode(model):
             res = pgd(model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
-                      random_start=self.random_start, generator=generator)
+                      random_start=self.random_start, generator=generator, final_eval=False)
         return res.x_adv
 
     def loss(self, model, x, y, idx, generator):  # type: ignore[no-untyped-def]

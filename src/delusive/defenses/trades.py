@@ -56,7 +56,7 @@ class TRADES(Objective):
                 clean_probs = F.softmax(model(x).float(), dim=1)
             noise = runtime.randn(x.shape, generator, x.device, x.dtype)
             res = pgd(model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
-                      loss=_kl_to(clean_probs), x_init=x + self.init_std * noise, generator=generator)
+                      loss=_kl_to(clean_probs), x_init=x + self.init_std * noise, generator=generator, final_eval=False)
         return res.x_adv
 
     def loss(self, model, x, y, idx, generator):  # type: ignore[no-untyped-def]

@@ -4,9 +4,12 @@ from delusive.evaluation.metrics import (
     evaluate,
     natural_accuracy,
     per_class_accuracy,
+    pgd_rel_step,
     predict,
     robust_predictions,
     sanity_warnings,
+    stratified_subset,
 )
 
-__all__ = ["evaluate", "natural_accuracy", "per_class_accuracy", "predict", "robust_predictions", "sanity_warnings"]
+__all__ = ["evaluate", "natural_accuracy", "per_class_accuracy", "pgd_rel_step", "predict", "robust_predictions",
+           "sanity_warnings", "stratified_subset"]

@@ -1,5 +1,7 @@
-"""Crafting models for P1-P4: a standard-trained model on the clean training set, made by the defenses'
-trainer and cached by the hash of its config, so every attack and every sweep cell shares one model."""
+"""Crafting models for P1-P4: a standard-trained model on the clean training set, made by the one
+train-and-evaluate pipeline and cached by the hash of its config, so every attack and every sweep cell shares
+one model. With ``val_size`` > 0 the model is the epoch with the best natural accuracy on a held-out part of
+the training set, as the reference keeps its best clean-validation checkpoint (49k/1k split)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ from typing import Any
 
 from torch import nn
 
+from delusive import runtime
 from delusive.data import ArrayDataset
-from delusive.defenses import Standard, TrainConfig, fit
-from delusive.models import create_model, load_model, model_hash, save_model
+from delusive.defenses import Standard, TrainConfig
+from delusive.models import load_model, model_hash
 from delusive.utils import config_hash
 
 CRAFTING_DEFAULTS: dict[str, Any] = {"epochs": 3}
@@ -31,23 +34,34 @@ def crafting_config(seed: int = 0, epochs: int | None = None, **overrides: Any) 
     return replace(cfg, **overrides) if overrides else cfg
 
 
-def get_crafting_model(train: ArrayDataset, arch: str, cfg: TrainConfig,
-                       cache_dir: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Load the cached standard model for (train data, arch, cfg) or train and cache it."""
-    key = config_hash({"purpose": "crafting", "data": train.sha256(), "arch": arch, "train": cfg.to_dict()})
+def get_crafting_model(train: ArrayDataset, arch: str, cfg: TrainConfig, cache_dir: str | Path | None = None,
+                       val_size: int = 0, device: str = "auto") -> tuple[nn.Module, dict[str, Any]]:
+    """Load the cached standard model for (train data, arch, cfg, val_size) or train and cache it on ``device``."""
+    from delusive.experiments.pipeline import EvalPlan, RunOptions, train_and_evaluate
+
+    ident: dict[str, Any] = {"purpose": "crafting", "data": train.sha256(), "arch": arch, "train": cfg.to_dict()}
+    if val_size:
+        ident["val_size"] = int(val_size)
+    key = config_hash(ident)
     d = cache_root(cache_dir) / "crafting" / key
     path = d / "model.pt"
     if path.exists() and path.with_suffix(".json").exists():
-        model, _ = load_model(path)
+        model, meta = load_model(path)
+        if (d / "metrics.json").exists():  # how long the cached model took to train (Table 1's cost)
+            import json
+
+            meta = {**meta, "train_time_s": json.loads((d / "metrics.json").read_text()).get("train_time_s")}
     else:
-        c, h, _ = train.shape
-        model = create_model(arch, train.num_classes, c, h, seed=cfg.seed)
-        result = fit(model, train, Standard(), cfg, checkpoint_dir=d, desc="crafting model")
-        save_model(model, path, {"arch": arch, "num_classes": train.num_classes, "in_channels": c,
-                                 "image_size": h}, {"train": cfg.to_dict(), "data_sha256": train.sha256(),
-                                                    "train_time_s": result.wall_time_s})
-    info = {"arch": arch, "sha256": model_hash(model), "cache_key": key, "train": cfg.to_dict()}
-    return model, info
+        plan = EvalPlan(val_size=int(val_size), select="val_natural" if val_size else "last")
+        rec = train_and_evaluate(arch, train, None, Standard(), cfg, plan, d, RunOptions(device=device),
+                                 desc="crafting model", model_meta={"train": cfg.to_dict(),
+                                                                    "data_sha256": train.sha256()})
+        model, meta = load_model(path)
+        meta = {**meta, "train_time_s": rec["train_time_s"]}
+    info = {"arch": arch, "sha256": model_hash(model), "cache_key": key, "train": cfg.to_dict(),
+            "selected_epoch": meta.get("selected_epoch"), "val_size": int(val_size),
+            "train_time_s": meta.get("train_time_s")}
+    return model.to(runtime.resolve_device(device)), info
 
 
 def describe_user_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

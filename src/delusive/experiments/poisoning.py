@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
+from delusive import runtime
 from delusive.attacks import ATTACKS, PoisonArtifact, build_artifact, create_attack, save_artifact
 from delusive.attacks.defaults import default_attack_params
 from delusive.data import ArrayDataset, load_dataset
@@ -18,11 +20,70 @@ from delusive.threat import ThreatModel
 from delusive.utils import atomic_write_json
 
 
+def subset_indices(n: int, size: int | None, seed: int) -> np.ndarray:
+    """The sorted indices :func:`seeded_subset` keeps out of ``n`` (all of them when ``size`` is None or too large)."""
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:size])
+
+
 def seeded_subset(ds: ArrayDataset, size: int | None, seed: int) -> ArrayDataset:
     """A seeded random subset (sorted indices), or the whole set when ``size`` is None or too large."""
     if size is None or size >= len(ds):
         return ds
-    return ds.subset(np.sort(np.random.default_rng(seed).permutation(len(ds))[:size]))
+    return ds.subset(subset_indices(len(ds), size, seed))
+
+
+def _same_dtype(a: ArrayDataset, b: ArrayDataset) -> tuple[np.ndarray, np.ndarray]:
+    if a.x.dtype == b.x.dtype:
+        return a.x, b.x
+    return a.float_x(), b.float_x()
+
+
+def mix_poison(clean: ArrayDataset, poisoned: ArrayDataset, fraction: float, seed: int) -> ArrayDataset:
+    """The training set in which a seeded ``fraction`` of the examples carries the perturbation and the rest is
+    clean (partial poisoning): 0 gives ``clean`` itself, 1 gives ``poisoned`` itself. Rows stay aligned."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"poison_fraction: must be in [0, 1], got {fraction}")
+    if len(clean) != len(poisoned) or not np.array_equal(clean.y, poisoned.y):
+        raise ValueError("poison_fraction: the poisoned set does not line up with its clean set")
+    if fraction == 0:
+        return clean
+    if fraction == 1:
+        return poisoned
+    n = len(clean)
+    chosen = np.random.default_rng([int(seed), 13]).permutation(n)[: int(round(fraction * n))]
+    xc, xp = _same_dtype(clean, poisoned)
+    x = xc.copy()
+    x[chosen] = xp[chosen]
+    return replace(clean, x=x)
+
+
+def with_extra_clean(train: ArrayDataset, pool: ArrayDataset, count: int, seed: int) -> ArrayDataset:
+    """``train`` followed by ``count`` clean examples drawn (seeded) from ``pool`` (Figure 6)."""
+    if count == 0:
+        return train
+    if count > len(pool):
+        raise ValueError(f"extra_clean: {count} examples asked for, but the clean pool holds only {len(pool)}")
+    picked = pool.subset(np.sort(np.random.default_rng([int(seed), 17]).permutation(len(pool))[:count]))
+    xa, xb = _same_dtype(train, picked)
+    return replace(train, x=np.concatenate([xa, xb]), y=np.concatenate([train.y, picked.y]))
+
+
+def clean_pool(dataset: str, data_root: str | None, subset: dict[str, int] | None) -> ArrayDataset:
+    """Clean examples disjoint from the (poisoned) training subset: the ``extra`` split where the dataset has
+    one (SVHN), else the training images the subset left out (held aside, never poisoned)."""
+    try:
+        return load_dataset(dataset, "extra", root=data_root)
+    except (ValueError, FileNotFoundError):
+        pass
+    full = load_dataset(dataset, "train", root=data_root)
+    if not subset:
+        raise ValueError(f"extra_clean on {dataset}: the clean pool is the part of the training split left out of "
+                         "train_subset; set train_subset (or use a dataset with an extra split)")
+    keep = np.ones(len(full), dtype=bool)
+    keep[subset_indices(len(full), int(subset["size"]), int(subset["seed"]))] = False
+    return full.subset(np.flatnonzero(keep))
 
 
 def clean_training_set(dataset: str, data_root: str | None, subset: dict[str, int] | None) -> ArrayDataset:
@@ -41,7 +102,7 @@ def make_poison(
     *,
     data_root: str | None = None,
     seed: int = 0,
-    storage: str = "uint8",
+    storage: str | None = "auto",
     attack_params: dict[str, Any] | None = None,
     reference_schedule: bool = False,
     train_subset: int | None = None,
@@ -51,8 +112,10 @@ def make_poison(
     cache_dir: str | Path | None = None,
     model: nn.Module | None = None,
     model_info: dict[str, Any] | None = None,
+    device: str = "auto",
 ) -> PoisonArtifact:
-    """Craft ``attack`` on the clean training split of ``dataset`` and write a verified artifact to ``out``."""
+    """Craft ``attack`` on the clean training split of ``dataset`` and write a verified artifact to ``out``.
+    Crafting runs on ``device`` (the crafting model is moved there); the artifact is the same file anywhere."""
     ATTACKS.get(attack)
     params = default_attack_params(attack, dataset, reference_schedule)
     params.update(attack_params or {})
@@ -66,18 +129,30 @@ def make_poison(
         elif crafting_model is not None:
             model, info = describe_user_model(crafting_model)
         else:
-            model, info = get_crafting_model(train, crafting_arch, crafting_config(seed, crafting_epochs), cache_dir)
+            model, info = get_crafting_model(train, crafting_arch, crafting_config(seed, crafting_epochs), cache_dir,
+                                             device=device)
+        model = model.to(runtime.resolve_device(device))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # an older artifact in ``out`` stops being valid the moment a new crafting run starts in it
     (out / "manifest.json").unlink(missing_ok=True)
     print(f"crafting {attack} on {dataset} ({len(train)} images, {threat!r}) -> {out}", file=sys.stderr)
+    if not atk.needs_model and hasattr(atk, "device"):  # attacks that train their own networks (L2C)
+        atk.device = runtime.resolve_device(device)
     t0 = time.perf_counter()
     result = atk.craft(train, threat, model, seed=seed, work_dir=out)
     craft_time = time.perf_counter() - t0
+    # the manifest describes the crafting model, not how long this machine took to train it (bytes stay stable)
+    described = None if info is None else {k: v for k, v in info.items() if k != "train_time_s"}
     art = build_artifact(train, result.x, threat, attack=attack, attack_params=atk.params(), dataset=dataset,
-                         seed=seed, storage=storage, class_deltas=result.class_deltas, crafting_model=info,
-                         extra={"subset": subset})
+                         seed=seed, storage=storage, class_deltas=result.class_deltas, crafting_model=described,
+                         extra={"subset": subset, **result.extra})
     save_artifact(art, out)
-    atomic_write_json(out / "timing.json", {"craft_time_s": craft_time})
+    # Table 1's two costs: training what the attack needs (crafting model / generator; 0 for P5) and generating
+    timing = {"craft_time_s": craft_time, **result.timing}
+    timing["crafting_train_time_s"] = float(result.timing.get("train_generator_s",
+                                                              (info or {}).get("train_time_s", 0.0) or 0.0))
+    timing["generate_time_s"] = float(result.timing.get("generate_s", craft_time - result.timing.get(
+        "train_generator_s", 0.0)))
+    atomic_write_json(out / "timing.json", timing)
     return art

@@ -17,18 +17,20 @@ import yaml
 from delusive.data import dataset_info
 from delusive.defenses.config import TrainConfig
 from delusive.utils import config_hash, parse_fraction
+from delusive.utils.safefile import read_regular_bytes
 
 TOP_KEYS = {"name", "description", "datasets", "data_root", "train_subset", "attacks", "attack_budget",
             "attack_params", "reference_schedule", "storage", "crafting", "defenses", "models", "train", "eval",
-            "seeds"}
-DEFENSE_KEYS = {"name", "label", "norm", "eps", "params"}
+            "seeds", "device", "compile", "extra_clean", "poison_fraction", "resources"}
+DEFENSE_KEYS = {"name", "label", "norm", "eps", "params", "region"}
+REGIONS = ("top", "bottom", "left", "right")
 BUDGET_KEYS = {"norm", "eps"}
-CRAFTING_KEYS = {"arch", "epochs"}
+RESOURCE_KEYS = {"cpus_per_cell", "gpus_per_cell"}
+CRAFTING_KEYS = {"arch", "epochs", "train", "val_size"}
 TRAIN_KEYS = {"epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
               "crop_padding", "hflip", "precision"}
-EVAL_KEYS = {"norm", "eps", "steps", "restarts", "robust_subset", "rel_step_size", "val_size"}
-EVAL_DEFAULTS: dict[str, Any] = {"steps": 20, "restarts": 1, "robust_subset": 1000, "rel_step_size": 2.5 / 20,
-                                 "val_size": 1000}
+EVAL_KEYS = {"norm", "eps", "attack", "steps", "restarts", "robust_subset", "rel_step_size", "val_size", "select",
+             "epoch_attack", "epoch_steps", "epoch_every", "epoch_subset", "splits", "probe"}
 
 
 class SpecError(ValueError):
@@ -37,11 +39,25 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class DefenseSpec:
+    """One defense of a spec. A list of ε in the YAML expands into one DefenseSpec per ε (the defender-budget
+    axis of Figure 5); ε = 0 is standard training. ``region`` restricts the defender's ball to one half of
+    the image (Section 5.3's region threat model: e.g. ``top`` = the digit block of ``mnist-fashion``)."""
+
     name: str
     label: str
     norm: str | None = None
     eps: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    region: str | None = None
+
+    @property
+    def defender_eps(self) -> float | None:
+        return None if self.eps is None else parse_fraction(self.eps, "eps")
+
+    @property
+    def objective_name(self) -> str:
+        """ε = 0 trains on the unperturbed data: standard training, whatever the method."""
+        return "standard" if self.defender_eps == 0 else self.name
 
 
 @dataclass(frozen=True)
@@ -58,10 +74,15 @@ class Spec:
     crafting: dict[str, Any]
     attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference_schedule: bool = False
-    storage: str = "uint8"
+    storage: str = "auto"  # float32 for l2 budgets, uint8 rounded toward zero for linf
     train_subset: int | None = None
     data_root: str | None = None
     description: str = ""
+    extra_clean: tuple[int, ...] = ()  # Figure 6: clean examples added from a disjoint pool (cell axis)
+    poison_fraction: tuple[float, ...] = ()  # fraction of the training set that carries the perturbation (cell axis)
+    device: str = "auto"  # where cells run: not part of a cell's identity, recorded in its result
+    compile: bool = False
+    resources: dict[str, float] = field(default_factory=dict)  # per Ray task; not part of a cell's identity
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,8 @@ class Cell:
     model: str
     seed: int
     config: dict[str, Any]
+    extra_clean: int | None = None
+    poison_fraction: float | None = None
 
     @property
     def cell_id(self) -> str:
@@ -118,7 +141,7 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
     """Validate a spec mapping (already parsed from YAML)."""
     from delusive.attacks import attack_names
     from delusive.defenses import objective_names
-    from delusive.models import model_names
+    from delusive.models import classifier_names
 
     d = _check_keys(data, TOP_KEYS, source)
     for key in ("datasets", "attacks", "defenses", "attack_budget"):
@@ -137,30 +160,56 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
                             f"{', '.join(objective_names())}")
         if ("norm" in dd) != ("eps" in dd):
             raise SpecError(f"{source}.defenses[{i}]: give both norm and eps, or neither")
-        if "eps" in dd:
-            _budget({"norm": dd["norm"], "eps": dd["eps"]}, f"{source}.defenses[{i}]")
-        defenses.append(DefenseSpec(dd["name"], str(dd.get("label", dd["name"])), dd.get("norm"),
-                                    None if dd.get("eps") is None else str(dd["eps"]), dict(dd.get("params", {}))))
-    labels = [x.label for x in defenses]
-    if len(set(labels)) != len(labels):
-        raise SpecError(f"{source}.defenses: labels must be unique, got {labels}")
+        region = dd.get("region")
+        if region is not None and region not in REGIONS:
+            raise SpecError(f"{source}.defenses[{i}].region: expected one of {', '.join(REGIONS)}, got {region!r}")
+        if region is not None and "eps" not in dd:
+            raise SpecError(f"{source}.defenses[{i}].region: needs the defense's norm and eps")
+        eps_list = dd["eps"] if isinstance(dd.get("eps"), list) else [dd.get("eps")]
+        if not eps_list:
+            raise SpecError(f"{source}.defenses[{i}].eps: expected a number or a non-empty list")
+        for eps in eps_list:
+            if eps is not None:
+                _budget({"norm": dd["norm"], "eps": eps}, f"{source}.defenses[{i}]")
+            defenses.append(DefenseSpec(dd["name"], str(dd.get("label", dd["name"])), dd.get("norm"),
+                                        None if eps is None else str(eps), dict(dd.get("params", {})), region))
+    keys = [(x.label, x.eps) for x in defenses]
+    if len(set(keys)) != len(keys):
+        raise SpecError(f"{source}.defenses: labels must be unique (per eps), got {[x.label for x in defenses]}")
     models = [str(m) for m in _list(d.get("models", ["small-cnn"]), f"{source}.models")]
     for m in models:
-        if m not in model_names():
-            raise SpecError(f"{source}.models: unknown model {m!r}; expected one of {', '.join(model_names())}")
+        if m not in classifier_names():
+            raise SpecError(f"{source}.models: unknown model {m!r}; expected one of {', '.join(classifier_names())}")
     seeds = _list(d.get("seeds", [0]), f"{source}.seeds")
     if not all(isinstance(s, int) for s in seeds):
         raise SpecError(f"{source}.seeds: expected integers, got {seeds}")
     attack_params = _check_keys(d.get("attack_params", {}), set(attack_names()), f"{source}.attack_params")
-    storage = d.get("storage", "uint8")
-    if storage not in ("uint8", "float32"):
-        raise SpecError(f"{source}.storage: expected uint8 or float32, got {storage!r}")
+    storage = d.get("storage", "auto")
+    if storage not in ("auto", "uint8", "float32"):
+        raise SpecError(f"{source}.storage: expected auto, uint8 or float32, got {storage!r}")
     subset = d.get("train_subset")
     if subset is not None and (not isinstance(subset, int) or subset < 1):
         raise SpecError(f"{source}.train_subset: expected a positive integer, got {subset!r}")
     ev = dict(_check_keys(d.get("eval", {}), EVAL_KEYS, f"{source}.eval"))
     if "norm" in ev or "eps" in ev:
         _budget({"norm": ev.get("norm"), "eps": ev.get("eps")}, f"{source}.eval")
+    crafting = dict(_check_keys(d.get("crafting", {}), CRAFTING_KEYS, f"{source}.crafting"))
+    if "train" in crafting:
+        _check_keys(crafting["train"], TRAIN_KEYS, f"{source}.crafting.train")
+    extra_clean = [] if d.get("extra_clean") is None else _list(d["extra_clean"], f"{source}.extra_clean")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in extra_clean):
+        raise SpecError(f"{source}.extra_clean: expected counts (integers >= 0), got {extra_clean}")
+    fractions = [] if d.get("poison_fraction") is None else d["poison_fraction"]
+    fractions = fractions if isinstance(fractions, list) else [fractions]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1 for v in fractions):
+        raise SpecError(f"{source}.poison_fraction: expected fractions in [0, 1], got {fractions}")
+    device = str(d.get("device", "auto"))
+    resources = dict(_check_keys(d.get("resources", {}), RESOURCE_KEYS, f"{source}.resources"))
+    for k, v in resources.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (k == "cpus_per_cell" and v == 0):
+            raise SpecError(f"{source}.resources.{k}: expected a number >= 0 (cpus_per_cell > 0), got {v!r}")
+    if not isinstance(d.get("compile", False), bool):
+        raise SpecError(f"{source}.compile: expected true or false, got {d.get('compile')!r}")
     spec = Spec(
         name=str(d.get("name", Path(source).stem)),
         datasets=tuple(str(x) for x in _list(d["datasets"], f"{source}.datasets")),
@@ -171,13 +220,18 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
         seeds=tuple(int(s) for s in seeds),
         train=dict(_check_keys(d.get("train", {}), TRAIN_KEYS, f"{source}.train")),
         eval=ev,
-        crafting=dict(_check_keys(d.get("crafting", {}), CRAFTING_KEYS, f"{source}.crafting")),
+        crafting=crafting,
         attack_params={k: dict(v) for k, v in attack_params.items()},
         reference_schedule=bool(d.get("reference_schedule", False)),
         storage=storage,
         train_subset=subset,
         data_root=d.get("data_root"),
         description=str(d.get("description", "")),
+        extra_clean=tuple(int(v) for v in extra_clean),
+        poison_fraction=tuple(float(v) for v in fractions),
+        device=device,
+        compile=bool(d.get("compile", False)),
+        resources={k: float(v) for k, v in resources.items()},
     )
     _validate_components(spec, source)
     return spec
@@ -189,7 +243,9 @@ def _validate_components(spec: Spec, source: str) -> None:
 
     for i, d in enumerate(spec.defenses):
         try:
-            create_objective(d.name, d.norm, d.eps, **d.params)
+            create_objective(d.objective_name, d.norm if d.objective_name != "standard" else None,
+                             d.eps if d.objective_name != "standard" else None,
+                             **(d.params if d.objective_name != "standard" else {}))
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}.defenses[{i}] ({d.label}): {e}") from None
     for dataset in spec.datasets:
@@ -198,6 +254,16 @@ def _validate_components(spec: Spec, source: str) -> None:
             train_config(spec, dataset, 0)
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}: {e}") from None
+    try:
+        eval_plan(spec)
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"{source}.{e}" if str(e).startswith("eval") else f"{source}.eval: {e}") from None
+    if spec.crafting.get("train"):
+
+        try:
+            crafting_train_config(spec, 0)
+        except (ValueError, TypeError) as e:
+            raise SpecError(f"{source}.crafting.train: {e}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
@@ -232,7 +298,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     if not p.exists():
         raise SpecError(f"{p}: no such spec file")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_regular_bytes(p).decode("utf-8"))  # a FIFO or device would hang a read
     except yaml.YAMLError as e:
         raise SpecError(f"{p}: not valid YAML ({e})") from None
     return parse_spec(apply_overrides(data, overrides), str(p))
@@ -261,11 +327,35 @@ def train_config(spec: Spec, dataset: str, seed: int) -> TrainConfig:
     return replace(TrainConfig(seed=seed, crop_padding=info.crop_padding, hflip=info.hflip), **kw)
 
 
-def eval_config(spec: Spec) -> dict[str, Any]:
-    """The resolved evaluation config; the robust threat defaults to the attack budget."""
-    ev = {**EVAL_DEFAULTS, "norm": spec.attack_budget["norm"], "eps": spec.attack_budget["eps"], **spec.eval}
+def _tuple_milestones(kw: dict[str, Any]) -> dict[str, Any]:
+    kw = dict(kw)
+    if "milestones" in kw:
+        kw["milestones"] = tuple(kw["milestones"])
+    return kw
+
+
+def crafting_train_config(spec: Spec, seed: int) -> TrainConfig:
+    """The crafting model's training config: package defaults, ``crafting.epochs``, then ``crafting.train``."""
+    from delusive.experiments.crafting import crafting_config
+
+    kw = _tuple_milestones(spec.crafting.get("train", {}))
+    epochs = kw.pop("epochs", spec.crafting.get("epochs"))
+    return crafting_config(seed, epochs, **kw)
+
+
+def eval_plan(spec: Spec):  # type: ignore[no-untyped-def]
+    """The resolved evaluation plan (:class:`~delusive.experiments.pipeline.EvalPlan`); the robust threat
+    defaults to the attack budget."""
+    from delusive.experiments.pipeline import EvalPlan
+
+    ev = {"norm": spec.attack_budget["norm"], "eps": spec.attack_budget["eps"], **spec.eval}
     ev["eps"] = str(ev["eps"])
-    return ev
+    return EvalPlan(**ev)
+
+
+def eval_config(spec: Spec) -> dict[str, Any]:
+    """The resolved evaluation config as a mapping (part of every cell's identity)."""
+    return eval_plan(spec).to_dict()
 
 
 def expand(spec: Spec) -> list[Cell]:
@@ -276,23 +366,42 @@ def expand(spec: Spec) -> list[Cell]:
     result (REFERENCE.md: the authors' scripts reused stale poisons).
     """
     from delusive.attacks.defaults import default_attack_params
-    from delusive.defenses import create_objective
-    from delusive.experiments.crafting import crafting_config
 
     cells = []
     ev = eval_config(spec)
-    for dataset, attack, defense, model, seed in itertools.product(spec.datasets, spec.attacks, spec.defenses,
-                                                                   spec.models, spec.seeds):
+    extras: tuple[int | None, ...] = spec.extra_clean or (None,)
+    fractions: tuple[float | None, ...] = spec.poison_fraction or (None,)
+    for dataset, attack, defense, model, seed, extra, fraction in itertools.product(
+            spec.datasets, spec.attacks, spec.defenses, spec.models, spec.seeds, extras, fractions):
         params = default_attack_params(attack, dataset, spec.reference_schedule)
         params.update(spec.attack_params.get(attack, {}))
         crafting = None
         if attack in ("P1", "P2", "P3", "P4"):
             crafting = {"arch": spec.crafting.get("arch", "small-cnn"),
-                        "train": crafting_config(seed, spec.crafting.get("epochs")).to_dict()}
+                        "train": crafting_train_config(spec, seed).to_dict()}
+            if spec.crafting.get("val_size"):
+                crafting["val_size"] = int(spec.crafting["val_size"])
         poison = {"dataset": dataset, "attack": attack, "budget": spec.attack_budget, "params": params,
                   "storage": spec.storage, "seed": seed, "train_subset": spec.train_subset, "crafting": crafting}
-        objective = create_objective(defense.name, defense.norm, defense.eps, **defense.params)
-        config = {"poison": poison, "defense": objective.describe(), "model": model,
+        objective = build_objective(defense)
+        described = objective.describe()
+        if defense.region is not None:
+            described["region"] = defense.region
+        config = {"poison": poison, "defense": described, "model": model,
                   "train": train_config(spec, dataset, seed).to_dict(), "eval": ev, "seed": seed}
-        cells.append(Cell(dataset, attack, defense, model, seed, config))
+        if extra is not None:  # axes enter the identity only when a spec uses them (older run ids stay valid)
+            config["extra_clean"] = extra
+        if fraction is not None:
+            config["poison_fraction"] = fraction
+        cells.append(Cell(dataset, attack, defense, model, seed, config, extra, fraction))
     return cells
+
+
+def build_objective(defense: DefenseSpec):  # type: ignore[no-untyped-def]
+    """The defense's objective (ε = 0: standard training); a ``region`` is applied by the runner, which knows
+    the image shape."""
+    from delusive.defenses import create_objective
+
+    if defense.objective_name == "standard":
+        return create_objective("standard")
+    return create_objective(defense.name, defense.norm, defense.eps, **defense.params)

@@ -2,12 +2,27 @@
 
 ``RUNDIR/cells/<cell_id>/`` holds a cell's checkpoint, model and, once finished, ``result.json`` (written
 last, so its presence marks a finished cell); ``RUNDIR/artifacts/<poison_id>/`` the poison artifacts shared by
-cells; ``RUNDIR/cache/`` crafting models; ``RUNDIR/report/`` tables and figures.
+cells; ``RUNDIR/cache/`` crafting models; ``RUNDIR/report/`` tables and figures; ``RUNDIR/locks/`` one lock file per
+cell, artifact and crafting model, and beside each an append-only log of who ran it.
+
+Concurrency: several sweeps (local processes or Ray workers on many hosts sharing the directory) may write one
+run directory at once. Each unit of work is *claimed* with an exclusive ``flock`` on its lock file before it
+runs; the kernel drops the lock when its holder dies, so a killed worker never leaves a stale claim and a rerun
+simply takes the work over. Every write is atomic (temporary file, then rename), so readers never see half a
+file. ``flock`` works on local disks and on NFSv4 / Lustre / GPFS mounts with locking enabled (the usual
+setting on clusters); see docs/scale.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +67,53 @@ class RunStore:
 
     def write_result(self, cell_id: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.cell_dir(cell_id) / "result.json", record)
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.root / "locks"
+
+    @contextlib.contextmanager
+    def claim(self, kind: str, key: str, blocking: bool = True) -> Iterator[bool]:
+        """Hold the exclusive claim on unit ``kind``/``key`` (a cell, artifact or crafting model) for the
+        duration of the block; yields whether it was obtained (always True when ``blocking``)."""
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_dir / f"{kind}-{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def is_claimed(self, kind: str, key: str) -> bool:
+        """Whether some process holds the unit's claim right now (a running cell, for progress)."""
+        if not (self.lock_dir / f"{kind}-{key}.lock").exists():
+            return False
+        with self.claim(kind, key, blocking=False) as got:
+            return not got
+
+    def log_attempt(self, kind: str, key: str, event: str = "start") -> None:
+        """Append one line (event, host, pid, time) to the unit's log: how often a unit was really run."""
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"event": event, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+        fd = os.open(self.lock_dir / f"{kind}-{key}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def attempts(self, kind: str, key: str) -> list[dict[str, Any]]:
+        """The logged events of a unit, oldest first."""
+        p = self.lock_dir / f"{kind}-{key}.log"
+        if not p.exists():
+            return []
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
     def records(self, current_only: bool = True) -> list[dict[str, Any]]:
         """Finished cells' records: by default only those of the latest sweep in this directory (cells.json),

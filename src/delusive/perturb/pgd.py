@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from delusive import runtime
 from delusive.perturb.losses import LossFn, resolve_loss
 from delusive.threat import ThreatModel
 
@@ -47,6 +48,7 @@ def pgd(
     generator: torch.Generator | None = None,
     x_init: torch.Tensor | None = None,
     step_noise: float = 0.0,
+    final_eval: bool = True,
 ) -> PGDResult:
     """Run PGD on ``loss(model(x'), labels)`` over B(x, ε) ∩ [0,1].
 
@@ -60,6 +62,12 @@ def pgd(
     makes the runs differ. ``step_noise`` adds ``step_noise·N(0, I)`` (drawn from
     ``generator``) to every step before projection: FAT's ω, which helps escape local maxima. The model's
     mode is the caller's choice (attacks use eval mode); gradients are taken with respect to the input only.
+
+    ``final_eval`` runs one more forward pass at the last iterate, for callers that need its loss or whether
+    it is misclassified (robust evaluation, restarts). Training objectives that only need ``x_adv`` turn it off
+    and save a forward pass per batch; ``loss`` and ``misclassified`` then describe the last iterate a step was
+    taken from. With ``early_stop_tau`` only the examples still running are forwarded and backpropagated
+    (frozen ones cannot change), so FAT costs less than PGD-AT with the same K.
     """
     if steps < 0:
         raise ValueError(f"steps: must be >= 0, got {steps}")
@@ -70,6 +78,8 @@ def pgd(
                          "same deterministic run; use restarts=1, or random starts instead of x_init")
     if early_stop_tau is not None and early_stop_tau < 0:
         raise ValueError(f"early_stop_tau: must be >= 0 or None, got {early_stop_tau}")
+    if restarts > 1 and not final_eval:
+        raise ValueError("restarts > 1 needs final_eval=True: restarts are compared on their final loss")
     if not step_noise >= 0:
         raise ValueError(f"step_noise: must be >= 0, got {step_noise}")
     loss_fn = resolve_loss(loss)
@@ -80,7 +90,7 @@ def pgd(
     best: PGDResult | None = None
     for _ in range(restarts):
         run = _single_run(model, x, labels, threat, steps, alpha, loss_fn, maximize, random_start, track,
-                          early_stop_tau, generator, x_init, float(step_noise))
+                          early_stop_tau, generator, x_init, float(step_noise), final_eval)
         best = run if best is None else _keep_better(best, run, maximize, track is not None and maximize)
     assert best is not None
     return best
@@ -101,19 +111,23 @@ def _single_run(
     generator: torch.Generator | None,
     x_init: torch.Tensor | None,
     step_noise: float = 0.0,
+    final_eval: bool = True,
 ) -> PGDResult:
-    n = x.shape[0]
+    n, dev = x.shape[0], x.device
     if x_init is not None:
         x_adv = threat.project(x_init.detach(), x)
     elif random_start:
         x_adv = threat.random_init(x, generator)
     else:
         x_adv = x.clone()
-    first_mis = torch.full((n,), -1, dtype=torch.long, device=x.device)
-    num_correct = torch.zeros(n, dtype=torch.long, device=x.device)
-    taken = torch.zeros(n, dtype=torch.long, device=x.device)
-    mis_count = torch.zeros(n, dtype=torch.long, device=x.device)
-    active = torch.ones(n, dtype=torch.bool, device=x.device)
+    x_adv = x_adv.detach()
+    first_mis = runtime.full(n, -1, dev, torch.long)
+    num_correct = runtime.zeros(n, dev, torch.long)
+    taken = runtime.zeros(n, dev, torch.long)
+    mis_count = runtime.zeros(n, dev, torch.long)
+    active = runtime.ones(n, dev, torch.bool)
+    last_loss = runtime.zeros(n, dev)
+    last_wrong = runtime.zeros(n, dev, torch.bool)
     sign = 1.0 if maximize else -1.0
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
@@ -121,12 +135,25 @@ def _single_run(
     try:
         for t in range(steps + 1):
             need_grad = t < steps
-            x_adv.requires_grad_(need_grad)
+            if not need_grad and not final_eval:
+                break
+            # FAT: forward only the examples still running (eval-mode models treat examples independently)
+            rows = None if tau is None or not need_grad or bool(active.all()) else active.nonzero().squeeze(1)
+            if rows is not None and rows.numel() == 0:
+                break
+            xa = x_adv if rows is None else x_adv[rows]
+            lab = labels if rows is None else labels[rows]
+            xa.requires_grad_(need_grad)
             with torch.set_grad_enabled(need_grad):
-                logits = model(x_adv)
-                per_sample = loss_fn(logits, labels)
+                logits = model(xa)
+                per_sample = loss_fn(logits, lab)
+            loss_now = per_sample.detach().float()
+            last_loss = loss_now if rows is None else last_loss.index_copy(0, rows, loss_now)
             if track is not None:
-                wrong = logits.detach().argmax(1) != track
+                tr = track if rows is None else track[rows]
+                wrong_rows = logits.detach().argmax(1) != tr
+                wrong = wrong_rows if rows is None else last_wrong.index_copy(0, rows, wrong_rows)
+                last_wrong = wrong
                 first_mis = torch.where((first_mis < 0) & wrong, torch.full_like(first_mis, t), first_mis)
                 if need_grad:
                     num_correct += (~wrong).long()
@@ -136,28 +163,34 @@ def _single_run(
                     mis_count += (wrong & active).long()
                     active &= ~stop_now
             if not need_grad:
-                final_loss = per_sample.detach().float()
-                final_wrong = wrong if track is not None else torch.zeros(n, dtype=torch.bool, device=x.device)
                 break
-            (grad,) = torch.autograd.grad(per_sample.sum(), x_adv)
+            (grad,) = torch.autograd.grad(per_sample.sum(), xa)
             with torch.no_grad():
-                step = sign * alpha * threat.direction(grad)
-                if step_noise > 0:
-                    step = step + step_noise * torch.randn(x.shape, generator=generator, dtype=x.dtype,
-                                                           device=x.device)
-                stepped = threat.project(x_adv + step, x)
-                if tau is None:  # nothing is ever frozen: skip the per-sample select on the hot path
-                    x_adv = stepped
+                noise = None
+                if step_noise > 0:  # drawn for the whole batch, so the stream does not depend on who runs
+                    noise = step_noise * runtime.randn(x.shape, generator, dev, x.dtype)
+                if rows is None:
+                    step = sign * alpha * threat.direction(grad)
+                    if noise is not None:
+                        step = step + noise
+                    stepped = threat.project(x_adv + step, x)
+                    if tau is None:  # nothing is ever frozen: skip the per-sample select on the hot path
+                        x_adv = stepped
+                    else:
+                        mask = active.view(-1, *([1] * (x.dim() - 1)))
+                        x_adv = torch.where(mask, stepped, x_adv)
                 else:
-                    mask = active.view(-1, *([1] * (x.dim() - 1)))
-                    x_adv = torch.where(mask, stepped, x_adv.detach())
+                    step = sign * alpha * threat.direction(grad)
+                    if noise is not None:
+                        step = step + noise[rows]
+                    stepped = threat.project(x_adv[rows] + step, x[rows])
+                    keep = active[rows].view(-1, *([1] * (x.dim() - 1)))
+                    x_adv = x_adv.index_copy(0, rows, torch.where(keep, stepped, x_adv[rows]))
                 taken += active.long()
-        else:  # pragma: no cover - loop always breaks at t == steps
-            raise AssertionError
     finally:
         for p in params:
             p.requires_grad_(True)
-    return PGDResult(x_adv.detach(), final_loss, first_mis, num_correct, taken, final_wrong)
+    return PGDResult(x_adv.detach(), last_loss, first_mis, num_correct, taken, last_wrong)
 
 
 def _keep_better(a: PGDResult, b: PGDResult, maximize: bool, prefer_misclassified: bool) -> PGDResult:

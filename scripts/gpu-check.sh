@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The GPU path in one short command, for a machine with one NVIDIA GPU and a preinstalled CUDA PyTorch (possibly
+# older than the project's pin), no internet and no pip: the package runs from src/ via PYTHONPATH.
+#   bash scripts/gpu-check.sh                      # on the GPU (about 8 minutes); OUT=dir also writes dir/gpu-check.md
+#   bash scripts/gpu-check.sh --device cpu --small # the same checks, tiny, on a CPU (the test suite runs this)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export DELUSIVE_PROGRESS="${DELUSIVE_PROGRESS:-0}"
+exec "$PY" scripts/gpu_check.py "$@"

@@ -1,0 +1,255 @@
+"""The one train-and-evaluate pipeline: ``delusive train``, every sweep cell and every crafting model run it.
+
+Steps: hold out a seeded validation split of the (possibly poisoned) training set, build the model on the
+chosen device, train with the objective (resuming from ``out``), evaluate each epoch lightly, select an epoch
+on the validation split, evaluate the selected model on clean test data with the final attack, and write
+``model.pt``, ``history.json`` and ``metrics.json``.
+
+Model selection follows the reference: the defender only has the training set, so the epoch is chosen on a
+held-out part of it — on validation *robust* accuracy (PGD) for adversarial-training defenses, on natural
+accuracy for standard training (``select: auto``); ``last`` keeps the final epoch. The headline numbers
+(``natural_accuracy``, ``robust_accuracy``) are the selected epoch's; ``last_natural_accuracy`` is the final
+epoch's. Per-epoch evaluation is light: natural accuracy every epoch, robust accuracy (``epoch_attack``, a
+cheap PGD) on a seeded class-stratified test subset every ``epoch_every`` epochs and at the last; the final
+robust accuracy uses ``attack`` (AutoAttack's APGD-CE + APGD-T by default).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from delusive import runtime
+from delusive.data import ArrayDataset
+from delusive.defenses import Objective, TrainConfig, fit
+from delusive.evaluation import evaluate, natural_accuracy, robust_predictions, stratified_subset
+from delusive.evaluation.attacks import ATTACK_NAMES
+from delusive.models import create_model, load_checkpoint, save_checkpoint, save_model
+from delusive.threat import ThreatModel, make_threat
+from delusive.utils import atomic_write_json
+
+SELECTIONS = ("auto", "val_natural", "val_robust", "last")
+BEST = "best.pt"
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """How a trained model is evaluated and selected (the ``eval`` section of a spec; CLI ``--eval-*``)."""
+
+    norm: str | None = None
+    eps: str | None = None
+    attack: str = "autoattack"
+    steps: int | None = None  # None: the attack's default (PGD 20, APGD 100)
+    rel_step_size: float | None = None  # PGD only; None: 2.5/steps, the reference's 2.5ε/K
+    restarts: int = 1
+    robust_subset: int | None = 1000
+    val_size: int = 1000
+    select: str = "auto"
+    epoch_attack: str = "pgd"
+    epoch_steps: int = 10
+    epoch_every: int = 5
+    epoch_subset: int = 500
+    splits: tuple[str, ...] = ()  # further clean splits to report natural accuracy on (e.g. test-randomized)
+    probe: bool = False  # linear-probe accuracy of the learned features (rotation SSL, Section 5.2)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "splits", tuple(self.splits))
+        checks = [
+            (self.attack in ATTACK_NAMES, "attack", f"one of {', '.join(ATTACK_NAMES)}"),
+            (self.epoch_attack in ATTACK_NAMES, "epoch_attack", f"one of {', '.join(ATTACK_NAMES)}"),
+            (self.steps is None or (isinstance(self.steps, int) and self.steps >= 1), "steps", "an integer >= 1"),
+            (self.rel_step_size is None or self.rel_step_size > 0, "rel_step_size", "a number > 0"),
+            (isinstance(self.restarts, int) and self.restarts >= 1, "restarts", "an integer >= 1"),
+            (self.robust_subset is None or (isinstance(self.robust_subset, int) and self.robust_subset >= 1),
+             "robust_subset", "an integer >= 1 or null (all)"),
+            (isinstance(self.val_size, int) and self.val_size >= 0, "val_size", "an integer >= 0"),
+            (self.select in SELECTIONS, "select", f"one of {', '.join(SELECTIONS)}"),
+            (isinstance(self.epoch_steps, int) and self.epoch_steps >= 1, "epoch_steps", "an integer >= 1"),
+            (isinstance(self.epoch_every, int) and self.epoch_every >= 1, "epoch_every", "an integer >= 1"),
+            (isinstance(self.epoch_subset, int) and self.epoch_subset >= 1, "epoch_subset", "an integer >= 1"),
+            (all(isinstance(x, str) and x for x in self.splits), "splits", "a list of split names"),
+            (isinstance(self.probe, bool), "probe", "true or false"),
+        ]
+        for ok, name, allowed in checks:
+            if not ok:
+                raise ValueError(f"eval.{name}: must be {allowed}, got {getattr(self, name)!r}")
+        if (self.norm is None) != (self.eps is None):
+            raise ValueError("eval: give both norm and eps, or neither")
+
+    def threat(self) -> ThreatModel | None:
+        return None if self.norm is None else make_threat(self.norm, self.eps)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalPlan:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how to run; none of it is part of a run's identity (recorded in its result instead)."""
+
+    device: str = "auto"
+    compile: bool = False
+
+
+def split_validation(train: ArrayDataset, size: int, seed: int) -> tuple[ArrayDataset, ArrayDataset | None]:
+    """Hold out ``size`` seeded training images (un-augmented) for choosing the best epoch: the defender
+    has only the possibly poisoned training set, never the clean test set, to select on. At most a tenth of
+    the set is held out (the reference holds out 1,000 of 50,000), so small training sets stay trainable."""
+    size = min(int(size), len(train) // 10)
+    if size <= 0:
+        return train, None
+    perm = np.random.default_rng([seed, 7]).permutation(len(train))
+    return train.subset(np.sort(perm[size:])), train.subset(np.sort(perm[:size]))
+
+
+def selection_metric(plan: EvalPlan, objective: Objective, has_val: bool) -> str | None:
+    """The history column the epoch is selected on, or None for the last epoch."""
+    if not has_val or plan.select == "last":
+        return None
+    if plan.select == "auto":
+        robust = objective.threat is not None and plan.norm is not None
+        return "val_robust_accuracy" if robust else "val_natural_accuracy"
+    if plan.select == "val_robust" and plan.norm is None:
+        raise ValueError("eval.select val_robust needs an evaluation threat (eval norm/eps)")
+    return f"{plan.select}_accuracy"
+
+
+def train_and_evaluate(
+    arch: str,
+    train: ArrayDataset,
+    test: ArrayDataset | None,
+    objective: Objective,
+    cfg: TrainConfig,
+    plan: EvalPlan,
+    out: str | Path,
+    run: RunOptions = RunOptions(),
+    desc: str = "train",
+    model_meta: dict[str, Any] | None = None,
+    extra_tests: dict[str, ArrayDataset] | None = None,
+    probe_data: tuple[ArrayDataset, ArrayDataset] | None = None,
+) -> dict[str, Any]:
+    """Train ``arch`` on ``train`` with ``objective`` into ``out`` and evaluate it on ``test``; return the
+    metrics record (also written to ``out/metrics.json``). Resumes from ``out`` when it holds a checkpoint.
+
+    ``extra_tests`` (split name → clean data) adds natural accuracy on further splits (``split_accuracy``);
+    ``probe_data`` (train, test) adds the linear-probe accuracy of the selected model's features."""
+    out = Path(out)
+    t0 = time.perf_counter()
+    runtime.init_distributed(run.device)  # under torchrun: one process per device, DDP inside the loop
+    device = runtime.resolve_device(run.device)
+    runtime.set_deterministic(device)
+    precision = runtime.resolve_precision(cfg.precision, device)
+    cfg = replace(cfg, precision=precision) if precision != cfg.precision else cfg
+    threat = plan.threat()
+    fit_set, val = split_validation(train, plan.val_size, cfg.seed)
+    select_on = selection_metric(plan, objective, val is not None)
+    c, h, w = train.shape
+    size: int | tuple[int, int] = h if h == w else (h, w)
+    model = runtime.prepare_model(create_model(arch, train.num_classes, c, size, seed=cfg.seed), device)
+    trained = runtime.maybe_compile(model, run.compile)
+
+    test_x = test_y = None
+    epoch_idx: np.ndarray | None = None
+    if test is not None:
+        test_x, test_y = (t.to(device) for t in test.tensors())
+        epoch_idx = stratified_subset(test_y, plan.epoch_subset, cfg.seed)
+    val_x = val_y = None
+    if val is not None:
+        val_x, val_y = (t.to(device) for t in val.tensors())
+    best_path = out / BEST
+    best: dict[str, Any] = _read_best(best_path) or {}  # epoch and score of the best epoch so far (resumable)
+
+    def per_epoch(m: nn.Module, epoch: int) -> dict[str, float]:
+        row: dict[str, float] = {}
+        if test is not None and test_x is not None and test_y is not None and epoch_idx is not None:
+            row["test_natural_accuracy"] = natural_accuracy(m, test, precision=precision)
+            if threat is not None and (epoch % plan.epoch_every == 0 or epoch == cfg.epochs):
+                sel = runtime.as_tensor(epoch_idx, device)
+                ok = robust_predictions(m, test_x[sel], test_y[sel], threat, plan.epoch_steps, None, 1,
+                                        seed=cfg.seed, precision=precision, attack=plan.epoch_attack,
+                                        desc="epoch robust eval")
+                row["test_robust_accuracy"] = float(ok.float().mean())
+        if val is not None and val_x is not None and val_y is not None:
+            row["val_natural_accuracy"] = natural_accuracy(m, val, precision=precision)
+            if select_on == "val_robust_accuracy" and threat is not None:
+                ok = robust_predictions(m, val_x, val_y, threat, plan.epoch_steps, None, 1, seed=cfg.seed,
+                                        precision=precision, attack="pgd", desc="val robust eval")
+                row["val_robust_accuracy"] = float(ok.float().mean())
+        if select_on is not None:
+            score = row[select_on]
+            if not best or score > best["score"] or epoch == best["epoch"]:  # ties keep the earlier epoch
+                best.update(epoch=epoch, score=score)
+                if runtime.is_main():  # under DDP every rank holds the same weights; rank 0 writes
+                    save_checkpoint(best_path, {"epoch": epoch, "model": runtime.to_cpu(model.state_dict())})
+                    atomic_write_json(best_path.with_suffix(".json"), best)
+        return row
+
+    result = fit(trained, fit_set, objective, cfg, checkpoint_dir=out, eval_fn=per_epoch, desc=desc)
+    hist = result.history
+    selected_epoch = hist[-1]["epoch"] if hist else cfg.epochs
+    runtime.barrier()  # rank 0 has written best.pt before any rank reads it
+    if select_on is not None and best_path.exists():
+        state = load_checkpoint(best_path)
+        model.load_state_dict(state["model"])
+        selected_epoch = int(state["epoch"])
+    model.eval()
+    metrics: dict[str, Any] = {}
+    if test is not None:
+        metrics = evaluate(model, test, threat, steps=plan.steps, rel_step_size=plan.rel_step_size,
+                           restarts=plan.restarts, robust_limit=plan.robust_subset, seed=cfg.seed,
+                           precision=precision, attack=plan.attack)
+    if extra_tests:
+        metrics["split_accuracy"] = {name: natural_accuracy(model, ds, precision=precision)
+                                     for name, ds in extra_tests.items()}
+    if probe_data is not None:
+        from delusive.evaluation.probe import linear_probe
+
+        probe = linear_probe(model, probe_data[0], probe_data[1])
+        metrics["probe_accuracy"] = probe["test_accuracy"]
+        metrics["probe"] = {k: v for k, v in probe.items() if k != "test_accuracy"}
+    last = hist[-1] if hist else {}
+    metrics.update({
+        "selected_epoch": selected_epoch, "selection": select_on or "last", "epochs": cfg.epochs,
+        "last_natural_accuracy": last.get("test_natural_accuracy"),
+        "last_robust_accuracy": last.get("test_robust_accuracy"),
+        "val_size": 0 if val is None else len(val), "train_size": len(fit_set),
+        # training time excludes the per-epoch evaluation, so defenses compare on what they cost
+        "train_time_s": sum(float(r["epoch_time_s"]) for r in hist),
+        "train_eval_time_s": result.wall_time_s, "wall_time_s": time.perf_counter() - t0,
+        "device": runtime.describe_device(device), "precision": precision, "compiled": run.compile,
+    })
+    spec = {"arch": arch, "num_classes": train.num_classes, "in_channels": c,
+            "image_size": size if isinstance(size, int) else list(size)}
+    if runtime.is_main():
+        save_model(model, out / "model.pt", spec, {**(model_meta or {}), "selected_epoch": selected_epoch})
+        atomic_write_json(out / "history.json", hist)
+        atomic_write_json(out / "metrics.json", metrics)
+    metrics["history"] = hist
+    metrics["model"] = model
+    return metrics
+
+
+def _read_best(path: Path) -> dict[str, Any] | None:
+    meta = path.with_suffix(".json")
+    if not (path.exists() and meta.exists()):
+        return None
+    try:
+        d = json.loads(meta.read_text(encoding="utf-8"))
+        return {"epoch": int(d["epoch"]), "score": float(d["score"])}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return runtime.device_of(model)
