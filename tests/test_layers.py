@@ -1,7 +1,10 @@
 """The import rules of DESIGN.md, enforced by parsing every module's imports."""
 
 import ast
+import shutil
 from pathlib import Path
+
+import pytest
 
 import delusive
 
@@ -22,6 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": {"evaluation", "data", "threat", "perturb", "models", "runtime"} | BASE,
     "experiments": {"experiments", "attacks", "defenses", "evaluation", "data", "threat", "perturb", "models",
                     "runtime", "theory"} | BASE,
+    "__main__": {"cli"},  # ``python -m delusive``: the command line and nothing else
     "cli": {"cli", "experiments", "attacks", "defenses", "evaluation", "data", "threat", "perturb", "models",
             "runtime", "theory"} | BASE,
 }
@@ -41,25 +45,28 @@ def _imports(path: Path) -> list[str]:
     return names
 
 
-def _layer(path: Path) -> str:
-    rel = path.relative_to(SRC)
-    return rel.parts[0].removesuffix(".py")
-
-
-def test_every_module_respects_the_layers():
+def layer_problems(src: Path) -> list[str]:
+    """Every import in the package tree at ``src`` that breaks the layer rules (empty when all is well)."""
     problems = []
-    for path in sorted(SRC.rglob("*.py")):
-        if path.name == "__init__.py" and path.parent == SRC:
+    for path in sorted(src.rglob("*.py")):
+        if path.name == "__init__.py" and path.parent == src:
             continue
-        layer = _layer(path)
-        assert layer in ALLOWED, f"{path}: module outside the known layers ({layer}); add it to DESIGN.md"
+        layer = path.relative_to(src).parts[0].removesuffix(".py")
+        if layer not in ALLOWED:
+            problems.append(f"{path.relative_to(src)}: module outside the known layers ({layer}); add it to DESIGN.md")
+            continue
         for name in _imports(path):
             parts = name.split(".")
             if parts[0] == "delusive" and len(parts) > 1:
                 if parts[1] not in ALLOWED[layer] and parts[1] != "__init__":
-                    problems.append(f"{path.relative_to(SRC)} ({layer}) imports delusive.{parts[1]}")
+                    problems.append(f"{path.relative_to(src)} ({layer}) imports delusive.{parts[1]}")
             elif parts[0] in FORBIDDEN_THIRD_PARTY.get(layer, set()):
-                problems.append(f"{path.relative_to(SRC)} ({layer}) imports {parts[0]}")
+                problems.append(f"{path.relative_to(src)} ({layer}) imports {parts[0]}")
+    return problems
+
+
+def test_every_module_respects_the_layers():
+    problems = layer_problems(SRC)
     assert not problems, "layer violations:\n" + "\n".join(problems)
 
 
@@ -67,15 +74,20 @@ def test_attacks_and_defenses_never_import_each_other():
     assert "defenses" not in ALLOWED["attacks"] and "attacks" not in ALLOWED["defenses"]
 
 
-def test_rule_checker_catches_a_violation(tmp_path, monkeypatch):
-    bad = SRC / "defenses" / "_tmp_violation_probe.py"
-    bad.write_text("from delusive.attacks import something\n")
-    try:
-        try:
-            test_every_module_respects_the_layers()
-        except AssertionError as e:
-            assert "imports delusive.attacks" in str(e)
-        else:
-            raise AssertionError("the layer test did not catch defenses -> attacks")
-    finally:
-        bad.unlink()
+def test_rule_checker_catches_a_violation(tmp_path):
+    """The checker, run on a copy of the package (never on the installed one), flags exactly the violations
+    planted in the copy: defenses -> attacks, a relative import, torch in theory, an unknown layer."""
+    copy = tmp_path / "delusive"
+    shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    before = set(layer_problems(copy))
+    assert before == set(layer_problems(SRC))  # control: the copy reads like the original
+    (copy / "defenses" / "probe_violation.py").write_text("from delusive.attacks import something\n")
+    (copy / "theory" / "probe_torch.py").write_text("import torch\n")
+    (copy / "probe_layer.py").write_text("import os\n")
+    added = set(layer_problems(copy)) - before
+    assert added == {"defenses/probe_violation.py (defenses) imports delusive.attacks",
+                     "theory/probe_torch.py (theory) imports torch",
+                     "probe_layer.py: module outside the known layers (probe_layer); add it to DESIGN.md"}
+    (copy / "evaluation" / "probe_relative.py").write_text("from . import metrics\n")
+    with pytest.raises(AssertionError, match="relative import"):
+        layer_problems(copy)
