@@ -1,49 +1,56 @@
 """Reports of a sweep: Markdown and CSV tables (rows: training method, columns: attacks, mean ± std over
-seeds, the clean-data baseline included), a bar chart like the paper's Figure 4, and training curves."""
+seeds, the clean-data baseline included), a bar chart like the paper's Figure 4 and training curves, plus
+the layout of every other study of the paper whose axis the records carry (:mod:`report_studies`). Every
+figure takes its colours and order from :mod:`report_style`, so an attack looks the same everywhere."""
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from delusive.utils import atomic_write, atomic_write_text
+from delusive.experiments.report_stats import (
+    axes_present,
+    epoch_note,
+    format_cell,
+    is_standard,
+    mean_std,
+    robust_note,
+    row_label,
+    stats_by,
+)
+from delusive.experiments.report_studies import write_studies
+from delusive.experiments.report_style import (
+    ATTACK_ORDER,
+    attack_colour,
+    attack_order,
+    defense_colour,
+    defense_order,
+    legend_outside,
+    pyplot,
+    save,
+)
+from delusive.utils import atomic_write_text
 
-ATTACK_ORDER = ("clean", "L2C", "P1", "P2", "P3", "P4", "P5")
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof = 1; 0 for a single seed)."""
-    n = len(values)
-    m = sum(values) / n
-    if n < 2:
-        return m, 0.0
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
-
-
-def _order(values: list[str], preferred: tuple[str, ...] = (), ranks: dict[str, int] | None = None) -> list[str]:
-    """Distinct values: by the spec's order where known, else ``preferred``, else first appearance."""
-    seen: list[str] = []
-    for v in values:
-        if v not in seen:
-            seen.append(v)
-    ranks = ranks or {}
-    return sorted(seen, key=lambda v: (ranks.get(v, 10**6), preferred.index(v) if v in preferred else
-                                       len(preferred), seen.index(v)))
+__all__ = ["ATTACK_ORDER", "aggregate", "figure_bars", "figure_curves", "format_cell", "groups", "mean_std",
+           "plot_bars", "plot_curves", "table_csv", "table_markdown", "train_time", "write_report"]
 
 
 def _rows(records: list[dict[str, Any]]) -> list[str]:
-    ranks = {r["defense"]: r["order"]["defense"] for r in records if "order" in r}
-    return _order([r["defense"] for r in records], ranks=ranks)
+    """Row labels: defenses in the fixed order, then the study-axis values in ascending order."""
+    axes = axes_present(records)
+    drank = {d: i for i, d in enumerate(defense_order(records))}
+    keys: dict[str, tuple[Any, ...]] = {}
+    for r in records:
+        keys.setdefault(row_label(r, axes), (drank[r["defense"]], *[r.get(a, -1) for a in axes]))
+    return sorted(keys, key=lambda k: keys[k])
 
 
 def _cols(records: list[dict[str, Any]]) -> list[str]:
-    ranks = {r["attack"]: r["order"]["attack"] for r in records if "order" in r}
-    return _order([r["attack"] for r in records], ATTACK_ORDER, ranks)
+    return attack_order(records)
 
 
 def groups(records: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -55,25 +62,15 @@ def groups(records: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]
 
 
 def aggregate(records: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], dict[str, float]]:
-    """(defense label, attack) → {mean, std, n} of ``metric`` (a fraction) over seeds, in percent.
+    """(row label, attack) → {mean, std, n} of ``metric`` (a fraction) over seeds, in percent. The row label
+    is the defense label, with the study-axis values appended when the records carry an axis.
 
     Records must come from one (dataset, model) group (see :func:`groups`); a seed seen twice for the same
     cell is an error rather than an extra sample.
     """
-    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
-    seen: set[tuple[str, str, int]] = set()
-    for r in records:
-        key = (r["defense"], r["attack"], r["seed"])
-        if key in seen:
-            raise ValueError(f"two results for {r['defense']} on {r['attack']} with seed {r['seed']}: "
-                             "the records mix configurations")
-        seen.add(key)
-        groups[(r["defense"], r["attack"])].append(100.0 * float(r[metric]))
-    out = {}
-    for key, vals in groups.items():
-        m, s = mean_std(vals)
-        out[key] = {"mean": m, "std": s, "n": len(vals)}
-    return out
+    axes = axes_present(records)
+    return stats_by(records, lambda r: (row_label(r, axes), r["attack"]),
+                    lambda r: None if r.get(metric) is None else float(r[metric]))
 
 
 def train_time(record: dict[str, Any]) -> float:
@@ -89,20 +86,13 @@ def _mean_of_means(stats: list[dict[str, float] | None]) -> str:
     return f"{sum(means) / len(means):.2f}" if len(means) == len(stats) else "—"
 
 
-def format_cell(stat: dict[str, float] | None) -> str:
-    if stat is None:
-        return "—"
-    if stat["n"] < 2:
-        return f"{stat['mean']:.2f}"
-    return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
-
-
 def table_markdown(records: list[dict[str, Any]], metric: str = "natural_accuracy", title: str = "") -> str:
     rows, cols = _rows(records), _cols(records)
     stats = aggregate(records, metric)
+    axes = axes_present(records)
     times: dict[str, list[float]] = defaultdict(list)
     for r in records:
-        times[r["defense"]].append(train_time(r))
+        times[row_label(r, axes)].append(train_time(r))
     lines = []
     if title:
         lines += [f"**{title}**", ""]
@@ -130,7 +120,7 @@ def table_csv(records: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["training", "attack", "metric", "mean_percent", "std_percent", "n_seeds"])
-    for metric in ("natural_accuracy", "robust_accuracy", "best_natural_accuracy"):
+    for metric in ("natural_accuracy", "robust_accuracy", "last_natural_accuracy", "best_natural_accuracy"):
         stats = aggregate(records, metric)
         for row in _rows(records):
             for col in _cols(records):
@@ -140,67 +130,94 @@ def table_csv(records: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def figure_bars(records: list[dict[str, Any]], out: Path, title: str = "") -> Path:
-    """Grouped bars of natural accuracy per attack and training method; the line is clean standard training
-    (the paper's Figure 4)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_bars(records: list[dict[str, Any]], title: str = "", ax: Any = None, metric: str = "natural_accuracy",
+              baseline: bool = True) -> Any:
+    """Grouped bars of ``metric`` per attack (x) and training method (colour); the dashed line is clean
+    standard training (the paper's Figure 4). Draws into ``ax`` when given, else into a new figure (returned)."""
+    plt = pyplot()
+    axes = axes_present(records)
     rows, cols = _rows(records), _cols(records)
-    stats = aggregate(records, "natural_accuracy")
-    fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(cols), 3.6))
+    stats = aggregate(records, metric)
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(cols), 3.6))
+    label_of = {row_label(r, axes): r for r in records}
+    shade = _shades(rows, label_of)
     width = 0.8 / max(len(rows), 1)
     for i, row in enumerate(rows):
         xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(cols))]
         means = [stats.get((row, c), {"mean": float("nan")})["mean"] for c in cols]
         errs = [stats.get((row, c), {"std": 0.0})["std"] for c in cols]
-        ax.bar(xs, means, width, yerr=errs, capsize=2, label=row)
-    standard = [r["defense"] for r in records if r.get("defense_name") == "standard"]
-    baseline = stats.get((standard[0], "clean")) if standard else None
-    if baseline:
-        ax.axhline(baseline["mean"], color="black", ls="--", lw=1, label=f"{standard[0]} on clean data")
+        r0 = label_of[row]
+        ax.bar(xs, means, width, yerr=errs, capsize=2, label=row, alpha=shade[row],
+               color=defense_colour(r0["defense"], r0.get("defense_name")))
+    standard = [r for r in records if is_standard(r)]
+    base = stats.get((row_label(standard[0], axes), "clean")) if standard and baseline else None
+    if base:
+        ax.axhline(base["mean"], color="black", ls="--", lw=1, label=f"{row_label(standard[0], axes)} on clean data")
     ax.set_xticks(range(len(cols)), cols)
-    ax.set_ylabel("natural test accuracy (%)")
+    ax.set_ylabel("natural test accuracy (%)" if metric == "natural_accuracy" else f"{metric} (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, loc="lower right")
     ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=8)
-    fig.tight_layout()
-    with atomic_write(out, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
+    if fig is not None:
+        legend_outside(fig, [ax])
+    return fig
+
+
+def _shades(rows: list[str], label_of: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Opacity per row: rows of one defense that differ on a study axis share its colour, more opaque as the
+    axis value grows; a defense with one row is fully opaque."""
+    out = {}
+    for row in rows:
+        same = [x for x in rows if label_of[x]["defense"] == label_of[row]["defense"]]
+        out[row] = 0.35 + 0.65 * (same.index(row) + 1) / len(same) if len(same) > 1 else 1.0
     return out
 
 
-def figure_curves(records: list[dict[str, Any]], out: Path) -> Path:
-    """Clean-test natural accuracy per epoch, one panel per training method, one line per attack and seed."""
-    import matplotlib
+def figure_bars(records: list[dict[str, Any]], out: Path, title: str = "") -> Path:
+    """:func:`plot_bars` written to ``out`` (PNG)."""
+    return save(plot_bars(records, title), out)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def plot_curves(records: list[dict[str, Any]]) -> Any:
+    """Clean-test natural accuracy per epoch, one panel per training method (row of the table), one line per
+    attack and seed, coloured by attack; one legend (attacks) outside the panels."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    axes_ = axes_present(records)
     rows = _rows(records)
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.4 * len(rows), 3), squeeze=False)
-    for ax, row in zip(axes[0], rows, strict=True):
-        for r in records:
-            if r["defense"] != row:
-                continue
-            h = r["history"]
-            ax.plot([e["epoch"] for e in h], [100 * e["test_natural_accuracy"] for e in h], marker=".",
-                    label=f"{r['attack']} s{r['seed']}")
+    ncol = min(len(rows), 4)
+    nrow = -(-len(rows) // ncol)
+    fig, grid = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3 * nrow), squeeze=False)
+    for ax in grid.flat[len(rows):]:
+        ax.set_visible(False)
+    for ax, row in zip(grid.flat, rows, strict=False):
+        for attack in _cols(records):
+            first = True
+            for r in sorted(records, key=lambda r: r["seed"]):
+                if row_label(r, axes_) != row or r["attack"] != attack:
+                    continue
+                h = [e for e in r.get("history", []) if "test_natural_accuracy" in e]
+                ax.plot([e["epoch"] for e in h], [100 * e["test_natural_accuracy"] for e in h], marker=".",
+                        color=attack_colour(attack), lw=1, label=attack if first else "_" + attack)
+                first = False
         ax.set_title(row, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("natural test accuracy (%)")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    with atomic_write(out, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
-    return out
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    legend_outside(fig, list(grid.flat))
+    return fig
+
+
+def figure_curves(records: list[dict[str, Any]], out: Path) -> Path:
+    """:func:`plot_curves` written to ``out`` (PNG)."""
+    return save(plot_curves(records), out, dpi=110)
 
 
 def write_report(records: list[dict[str, Any]], out_dir: str | Path, title: str = "") -> dict[str, Path]:
+    """table.md / table.csv / figure.png (Figure 4) / curves.png for every sweep, and the files of each study
+    layout whose axis the records carry (see :func:`report_studies.write_studies`); returns every path."""
     if not records:
         raise ValueError(f"{out_dir}: no finished cells to report")
     out = Path(out_dir)
@@ -209,23 +226,27 @@ def write_report(records: list[dict[str, Any]], out_dir: str | Path, title: str 
     multi = len(groups(records)) > 1
     for name, rs in groups(records):
         suffix = f" — {name}" if multi else ""
-        parts.append(table_markdown(rs, "natural_accuracy", f"Natural accuracy (final epoch){suffix}"))
-        parts.append(table_markdown(rs, "robust_accuracy", f"Robust accuracy (PGD, {_threat_text(rs)}, first "
-                                    f"{rs[0].get('robust_subset', '?')} test images, final epoch){suffix}"))
-        if any(r.get("selection") == "val_natural_accuracy" for r in rs):
-            parts.append(table_markdown(rs, "best_natural_accuracy", "Natural accuracy at the epoch chosen on a "
-                                        f"held-out split of the training set{suffix}"))
-    md = "\n".join(parts)
+        parts.append(table_markdown(rs, "natural_accuracy", f"Natural accuracy, {epoch_note(rs)}{suffix}"))
+        if any(r.get("robust_accuracy") is not None for r in rs):
+            parts.append(table_markdown(rs, "robust_accuracy", f"Robust accuracy ({robust_note(rs)}), "
+                                        f"{epoch_note(rs)}{suffix}"))
+        if any(r.get("selection", "last") != "last" for r in rs) and any(
+                r.get("last_natural_accuracy") is not None for r in rs):
+            parts.append(table_markdown(rs, "last_natural_accuracy", f"Natural accuracy at the final epoch{suffix}"))
     paths = {"table_md": out / "table.md", "table_csv": out / "table.csv", "figure": out / "figure.png",
              "curves": out / "curves.png"}
-    atomic_write_text(paths["table_md"], md)
-    atomic_write_text(paths["table_csv"], table_csv(records))
+    studies, sections = write_studies(records, out, title)
+    atomic_write_text(paths["table_md"], "\n".join(parts + sections))
+    atomic_write_text(paths["table_csv"], table_csv(records) if not multi else _csv_groups(records))
     first = groups(records)[0][1]
     figure_bars(first, paths["figure"], title)
     figure_curves(first, paths["curves"])
-    return paths
+    return {**paths, **studies}
 
 
-def _threat_text(records: list[dict[str, Any]]) -> str:
-    t = records[0].get("eval_threat") or {}
-    return f"{t.get('norm', '?')} ε={t.get('eps_text', '?')}"
+def _csv_groups(records: list[dict[str, Any]]) -> str:
+    """table.csv of a sweep over several datasets or models: one block per group, a group column first."""
+    lines = ["dataset_model,training,attack,metric,mean_percent,std_percent,n_seeds"]
+    for name, rs in groups(records):
+        lines += [f'"{name}",{line}' for line in table_csv(rs).splitlines()[1:]]
+    return "\n".join(lines) + "\n"

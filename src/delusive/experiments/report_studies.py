@@ -1,0 +1,396 @@
+"""The layouts of the paper's other studies, each chosen only when the result records carry its axis:
+
+- ``figure5``: natural accuracy against the defender's budget ε (``defender_eps``; ε = 0 is standard training),
+  one line per attack with a ± std band over seeds (Section 5.1, "What if the threat model is not specified?");
+- ``figure6``: natural and adversarial accuracy against the number of extra clean examples (``extra_clean``),
+  standard and adversarial training ("A simple countermeasure");
+- ``partial``: natural accuracy against the poisoned fraction of the training set (``poison_fraction``);
+- ``figure8``: grouped bars per victim model, training method against attack (transferability; several models);
+- ``table3``: accuracy on the test split and on the other test splits of ``split_accuracy`` (Section 5.3,
+  MNIST-CIFAR and MNIST-randomized), rows training method × model;
+- ``figure9``: rotation self-supervised learning, pretext accuracy and downstream linear-probe accuracy
+  (``probe_accuracy``; Section 5.2);
+- ``table1``: the attacks' cost, training what an attack needs and generating the poison, with standard
+  training's natural accuracy (``poison.crafting_train_time_s`` / ``poison.generate_time_s``).
+
+Each writes a Markdown and a CSV table (mean ± sample std over seeds) and, except the tables, a PNG."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from delusive.experiments.report_stats import epoch_note, field, format_cell, is_standard, robust_note, stats_by
+from delusive.experiments.report_style import (
+    attack_colour,
+    attack_order,
+    defense_colour,
+    defense_order,
+    defense_style,
+    legend_outside,
+    pyplot,
+    save,
+)
+
+STUDIES = ("figure5", "figure6", "partial", "figure8", "table3", "figure9", "table1")
+TIME_FIELDS = ("poison.crafting_train_time_s", "poison.generate_time_s")
+CSV_HEAD = ["group", "row", "column", "metric", "mean", "std", "n_seeds"]
+
+Record = dict[str, Any]
+Stats = dict[Any, dict[str, float]]
+
+
+def layouts(records: list[Record]) -> list[str]:
+    """The study layouts whose axis the records carry, in :data:`STUDIES` order."""
+    def has(key: str) -> bool:
+        return any(field(key)(r) is not None if "." in key else key in r for r in records)
+
+    present = {
+        "figure5": has("defender_eps"),
+        "figure6": has("extra_clean"),
+        "partial": has("poison_fraction"),
+        "figure8": len({r.get("model") for r in records}) > 1,
+        "table3": has("split_accuracy"),
+        "figure9": has("probe_accuracy"),
+        "table1": any(has(k) for k in TIME_FIELDS),
+    }
+    return [s for s in STUDIES if present[s]]
+
+
+def _by(records: list[Record], key: Callable[[Record], Any]) -> list[tuple[Any, list[Record]]]:
+    out: dict[Any, list[Record]] = defaultdict(list)
+    for r in records:
+        out[key(r)].append(r)
+    return list(out.items())
+
+
+def _groups(records: list[Record], with_model: bool) -> list[tuple[str, list[Record]]]:
+    """Records split by dataset (and model unless the model is the study's axis)."""
+    key = (lambda r: (r.get("dataset", "?"), r.get("model", "?"))) if with_model else (
+        lambda r: (r.get("dataset", "?"),))
+    return [(", ".join(map(str, k)), rs) for k, rs in _by(records, key)]
+
+
+def _acc(metric: str) -> Callable[[Record], float | None]:
+    return lambda r: None if r.get(metric) is None else float(r[metric])
+
+
+def _num(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+class _Table:
+    """A Markdown pivot table (rows × columns of mean ± std) and its CSV rows."""
+
+    def __init__(self, title: str, head: str, rows: list[Any], cols: list[Any], stats: Stats, note: str,
+                 group: str, metric: str, row_text: Callable[[Any], str] = str,
+                 col_text: Callable[[Any], str] = str) -> None:
+        self.title, self.head, self.rows, self.cols, self.stats, self.note = title, head, rows, cols, stats, note
+        self.group, self.metric, self.row_text, self.col_text = group, metric, row_text, col_text
+
+    def markdown(self) -> str:
+        lines = [f"**{self.title}**", "", f"| {self.head} | " + " | ".join(self.col_text(c) for c in self.cols) + " |",
+                 "|---|" + "---|" * len(self.cols)]
+        for row in self.rows:
+            if any((row, c) in self.stats for c in self.cols):
+                cells = [format_cell(self.stats.get((row, c))) for c in self.cols]
+                lines.append(f"| {self.row_text(row)} | " + " | ".join(cells) + " |")
+        return "\n".join(lines + ["", self.note]) + "\n"
+
+    def csv_rows(self) -> list[list[Any]]:
+        out = []
+        for row in self.rows:
+            for c in self.cols:
+                s = self.stats.get((row, c))
+                if s:
+                    out.append([self.group, self.row_text(row), self.col_text(c), self.metric, f"{s['mean']:.4f}",
+                                f"{s['std']:.4f}", s["n"]])
+        return out
+
+
+def _seeds(records: list[Record]) -> str:
+    return f"mean ± sample std over seeds {sorted({r['seed'] for r in records})}"
+
+
+def _note(records: list[Record], what: str, robust: bool = False) -> str:
+    text = f"{what} in % on the clean test set, {_seeds(records)}; numbers {epoch_note(records)}."
+    return text + (f" Robust accuracy under {robust_note(records)}." if robust else "")
+
+
+def _pairs(records: list[Record]) -> list[tuple[str, str]]:
+    """(defense label, attack) in the fixed orders."""
+    present = {(r["defense"], r["attack"]) for r in records}
+    return [(d, a) for d in defense_order(records) for a in attack_order(records) if (d, a) in present]
+
+
+# --- line studies: Figure 5, Figure 6, partial poisoning ----------------------------------------------------
+
+def _plot_lines(ax: Any, records: list[Record], axis: str, metric: str, label_defense: bool) -> None:
+    """One line per (defense, attack): colour of the attack, style of the defense, ± std band over seeds."""
+    names = {r["defense"]: r.get("defense_name") for r in records}
+    for d, a in _pairs(records):
+        rs = [r for r in records if r["defense"] == d and r["attack"] == a and axis in r]
+        st = stats_by(rs, lambda r: r[axis], _acc(metric))
+        xs = sorted(st)
+        if not xs:
+            continue
+        m = [st[x]["mean"] for x in xs]
+        s = [st[x]["std"] for x in xs]
+        label = f"{a}, {d}" if label_defense else a
+        ax.plot(xs, m, marker="o", ms=3, lw=1.3, color=attack_colour(a), ls=defense_style(names[d]), label=label)
+        ax.fill_between(xs, [u - v for u, v in zip(m, s, strict=True)], [u + v for u, v in zip(m, s, strict=True)],
+                        color=attack_colour(a), alpha=0.15, lw=0)
+
+
+AXIS_LABEL = {"defender_eps": "defender's budget ε", "extra_clean": "number of extra clean examples",
+              "poison_fraction": "fraction of the training set poisoned"}
+METRIC_LABEL = {"natural_accuracy": "natural test accuracy (%)", "robust_accuracy": "adversarial test accuracy (%)",
+                "probe_accuracy": "downstream (linear probe) accuracy (%)",
+                }
+
+
+def plot_lines(records: list[Record], axis: str, metrics: tuple[str, ...], per_defense: bool,
+               title: str = "") -> Any:
+    """Panels of accuracy against ``axis``: one per defense (``per_defense``) or one per metric, the
+    defenses told apart by line style."""
+    plt = pyplot()
+    recs = [r for r in records if axis in r]
+    panels: list[tuple[str, list[Record], str]] = []
+    if per_defense:
+        for d in defense_order(recs):
+            panels += [(f"{d}", [r for r in recs if r["defense"] == d], m) for m in metrics]
+    else:
+        panels = [(METRIC_LABEL.get(m, m).split(" (")[0], recs, m) for m in metrics]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False, sharey=True)
+    several = len({r["defense"] for r in recs}) > 1 and not per_defense
+    for ax, (name, rs, m) in zip(axes[0], panels, strict=True):
+        _plot_lines(ax, rs, axis, m, several)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(AXIS_LABEL.get(axis, axis))
+        ax.set_ylabel(METRIC_LABEL.get(m, m))
+        ax.set_ylim(0, 100)
+        ax.set_xticks(sorted({r[axis] for r in rs}))
+        ax.tick_params(axis="x", labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    legend_outside(fig, list(axes[0]))
+    return fig
+
+
+def _line_tables(records: list[Record], axis: str, metrics: tuple[str, ...], group: str, name: str) -> list[_Table]:
+    recs = [r for r in records if axis in r]
+    xs = sorted({r[axis] for r in recs})
+    one = len({r["defense"] for r in recs}) == 1
+    out = []
+    for m in metrics:
+        st = stats_by(recs, lambda r: ((r["defense"], r["attack"]), r[axis]), _acc(m))
+        what = METRIC_LABEL.get(m, m).split(" (")[0].capitalize()
+        out.append(_Table(f"{name}: {what} against the {AXIS_LABEL[axis]} — {group}",
+                          "attack" if one else "training, attack", _pairs(recs), xs, st,
+                          _note(recs, what, robust=m == "robust_accuracy"), group, m,
+                          row_text=(lambda p: p[1]) if one else (lambda p: f"{p[0]}, {p[1]}"),
+                          col_text=lambda x: f"{AXIS_LABEL[axis].split(' ')[-1]}={_num(x)}" if axis ==
+                          "defender_eps" else _num(x)))
+    return out
+
+
+# --- bar studies: Figure 8, Figure 9 ------------------------------------------------------------------------
+
+def _bars(ax: Any, records: list[Record], metric: str, baseline: bool = True) -> None:
+    """Grouped bars: attacks on x, one bar per defense in its colour; dashed line = ST on clean data."""
+    ds, atts = defense_order(records), attack_order(records)
+    names = {r["defense"]: r.get("defense_name") for r in records}
+    st = stats_by(records, lambda r: (r["defense"], r["attack"]), _acc(metric))
+    width = 0.8 / max(len(ds), 1)
+    for i, d in enumerate(ds):
+        xs = [j + (i - (len(ds) - 1) / 2) * width for j in range(len(atts))]
+        ax.bar(xs, [st.get((d, a), {"mean": float("nan")})["mean"] for a in atts], width,
+               yerr=[st.get((d, a), {"std": 0.0})["std"] for a in atts], capsize=2, label=d,
+               color=defense_colour(d, names[d]))
+    std_labels = [d for d in ds if names[d] == "standard"]
+    if baseline and std_labels and (std_labels[0], "clean") in st:
+        ax.axhline(st[(std_labels[0], "clean")]["mean"], color="black", ls="--", lw=1,
+                   label=f"{std_labels[0]} on clean data")
+    ax.set_xticks(range(len(atts)), atts)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(METRIC_LABEL.get(metric, metric))
+
+
+def plot_victims(records: list[Record], title: str = "") -> Any:
+    """Figure 8: one panel per victim model (spec order), natural accuracy per attack and defense."""
+    plt = pyplot()
+    models = sorted({r["model"] for r in records}, key=lambda m: next(
+        (r["order"]["model"] for r in records if r["model"] == m and "order" in r), 0))
+    fig, axes = plt.subplots(1, len(models), figsize=(2.2 + 0.7 * len(attack_order(records)) * len(models), 3.4),
+                             squeeze=False, sharey=True)
+    crafted = {_crafting_arch(r) for r in records} - {None}
+    for ax, m in zip(axes[0], models, strict=True):
+        _bars(ax, [r for r in records if r["model"] == m], "natural_accuracy")
+        ax.set_title(f"victim {m}", fontsize=9)
+    sup = title + (f" (poisons crafted on {', '.join(sorted(map(str, crafted)))})" if crafted else "")
+    if sup:
+        fig.suptitle(sup, fontsize=8)
+    legend_outside(fig, list(axes[0]))
+    return fig
+
+
+def _crafting_arch(r: Record) -> str | None:
+    info = (r.get("poison") or {}).get("crafting_model")
+    return str(info["arch"]) if isinstance(info, dict) and info.get("arch") else None
+
+
+def plot_ssl(records: list[Record], title: str = "") -> Any:
+    """Figure 9: (a) pretext (rotation) accuracy, (b) downstream linear-probe accuracy."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(2.4 + 2.0 * len(attack_order(records)), 3.4), squeeze=False)
+    _bars(axes[0][0], records, "natural_accuracy")
+    axes[0][0].set_ylabel("pretext (rotation) accuracy (%)")
+    axes[0][0].set_title("(a) pretext task", fontsize=9)
+    _bars(axes[0][1], records, "probe_accuracy")
+    axes[0][1].set_title("(b) downstream task", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    legend_outside(fig, list(axes[0]))
+    return fig
+
+
+def _bar_table(records: list[Record], metric: str, group: str, title: str, row: Callable[[Record], Any],
+               rows: list[Any], head: str, row_text: Callable[[Any], str], what: str) -> _Table:
+    st = stats_by(records, lambda r: (row(r), r["attack"]), _acc(metric))
+    return _Table(title, head, rows, attack_order(records), st, _note(records, what), group, metric,
+                  row_text=row_text)
+
+
+# --- tables: Table 3, Table 1 -------------------------------------------------------------------------------
+
+def _split_tables(records: list[Record], group: str) -> list[_Table]:
+    recs = [r for r in records if "split_accuracy" in r]
+    splits = ["test"] + sorted({s for r in recs for s in r["split_accuracy"]} - {"test"})
+    several_attacks = len({r["attack"] for r in recs}) > 1
+    models = list(dict.fromkeys(r["model"] for r in recs))
+    rows = [(d, m, a) for d in defense_order(recs) for m in models for a in attack_order(recs)]
+    vals: dict[Any, dict[str, float]] = {}
+    for s in splits:
+        get = _acc("natural_accuracy") if s == "test" else (lambda r, s=s: r["split_accuracy"].get(s))
+        for k, v in stats_by(recs, lambda r: (r["defense"], r["model"], r["attack"]), get).items():
+            vals[(k, s)] = v
+    text = (lambda k: f"{k[0]} | {k[1]} | {k[2]}") if several_attacks else (lambda k: f"{k[0]} | {k[1]}")
+    head = "training | model" + (" | attack" if several_attacks else "")
+    return [_Table(f"Table 3 layout: accuracy per test split — {group}", head, rows, splits, vals,
+                   _note(recs, "Accuracy") + " `test` is the dataset's test split; the other columns are the "
+                   "named test splits (e.g. test-randomized: the simple features randomised).", group,
+                   "split_accuracy", row_text=text)]
+
+
+def _time_table(records: list[Record], group: str) -> list[_Table]:
+    """Per attack: training what it needs (crafting model / L2C generator; 0 for P5), generating the poison,
+    their sum (seconds; one sample per artifact), and standard training's natural accuracy on it."""
+    per_artifact: dict[Any, Record] = {}
+    for r in records:
+        p = r.get("poison") or {}
+        if any(field(k)(r) is not None for k in TIME_FIELDS):
+            per_artifact.setdefault((p.get("payload_sha256") or (r["attack"], r["seed"]), r["seed"]), r)
+    arts = list(per_artifact.values())
+    if any(r["attack"] != "clean" for r in arts):  # Table 1 lists the attacks; the clean set costs nothing
+        arts = [r for r in arts if r["attack"] != "clean"]
+    cols = ["train (s)", "generate (s)", "total (s)", "ST natural accuracy (%)"]
+    vals: dict[Any, dict[str, float]] = {}
+    getters: dict[str, Callable[[Record], float | None]] = {
+        "train (s)": field(TIME_FIELDS[0]), "generate (s)": field(TIME_FIELDS[1]),
+        "total (s)": lambda r: (field(TIME_FIELDS[0])(r) or 0.0) + (field(TIME_FIELDS[1])(r) or 0.0)}
+    for c, get in getters.items():
+        for k, v in stats_by(arts, lambda r: r["attack"], get, scale=1.0).items():
+            vals[(k, c)] = v
+    # standard training on the full poison as crafted: no extra clean data, every example poisoned, first model
+    first_model = next((r.get("model") for r in records), None)
+    st_recs = [r for r in records if is_standard(r)
+               and not r.get("extra_clean") and r.get("poison_fraction", 1.0) == 1.0 and r.get("model") == first_model]
+    for k, v in stats_by(st_recs, lambda r: r["attack"], _acc("natural_accuracy")).items():
+        vals[(k, cols[3])] = v
+    rows = attack_order(arts or records)
+    return [_Table(f"Table 1 layout: cost of the attacks — {group}", "attack", rows, cols, vals,
+                   f"Seconds, {_seeds(arts)}, one sample per poison artifact: `train` is training what the attack "
+                   "needs (the crafting model for P1–P4, the generator for L2C, nothing for P5), `generate` is "
+                   "crafting the poisoned set. ST natural accuracy: standard training on that poison, "
+                   f"{epoch_note(st_recs or records)}.", group, "time_s")]
+
+
+# --- writing ------------------------------------------------------------------------------------------------
+
+def _csv(tables: list[_Table]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_HEAD)
+    for t in tables:
+        w.writerows(t.csv_rows())
+    return buf.getvalue()
+
+
+def study_tables(records: list[Record], study: str) -> list[_Table]:
+    """The tables of one study layout (for every dataset / model group)."""
+    out: list[_Table] = []
+    for group, rs in _groups(records, with_model=study not in ("figure8", "table3")):
+        if study == "figure5":
+            out += _line_tables(rs, "defender_eps", ("natural_accuracy",), group, "Figure 5")
+        elif study == "figure6":
+            out += _line_tables(rs, "extra_clean", ("natural_accuracy", "robust_accuracy"), group, "Figure 6")
+        elif study == "partial":
+            out += _line_tables(rs, "poison_fraction", ("natural_accuracy",), group, "Partial poisoning")
+        elif study == "figure8":
+            models = list(dict.fromkeys(r["model"] for r in rs))
+            rows = [(m, d) for m in models for d in defense_order(rs)]
+            out.append(_bar_table(rs, "natural_accuracy", group, f"Figure 8: natural accuracy per victim model — "
+                                  f"{group}", lambda r: (r["model"], r["defense"]), rows, "victim | training",
+                                  lambda k: f"{k[0]} | {k[1]}", "Natural accuracy"))
+        elif study == "figure9":
+            for metric, what in (("natural_accuracy", "Pretext (rotation) accuracy"),
+                                 ("probe_accuracy", "Downstream linear-probe accuracy")):
+                out.append(_bar_table([r for r in rs if metric in r], metric, group, f"Figure 9: {what} — {group}",
+                                      lambda r: r["defense"], defense_order(rs), "training", str, what))
+        elif study == "table3":
+            out += _split_tables(rs, group)
+        elif study == "table1":
+            out += _time_table(rs, group)
+    return out
+
+
+def study_figure(records: list[Record], study: str, title: str = "") -> Any:
+    """The figure of one study layout (first dataset / model group), or None for the table-only layouts."""
+    group, rs = _groups(records, with_model=study != "figure8")[0]
+    head = f"{title} — {group}" if title else group
+    if study == "figure5":
+        return plot_lines(rs, "defender_eps", ("natural_accuracy",), per_defense=True, title=head)
+    if study == "figure6":
+        return plot_lines(rs, "extra_clean", ("natural_accuracy", "robust_accuracy"), per_defense=False, title=head)
+    if study == "partial":
+        return plot_lines(rs, "poison_fraction", ("natural_accuracy",), per_defense=True, title=head)
+    if study == "figure8":
+        return plot_victims(rs, head)
+    if study == "figure9":
+        return plot_ssl([r for r in rs if "probe_accuracy" in r], head)
+    return None
+
+
+def write_studies(records: list[Record], out: Path, title: str = "") -> tuple[dict[str, Path], list[str]]:
+    """Write ``<study>.md``, ``<study>.csv`` and ``<study>.png`` for every layout present; return the paths
+    (keys ``<study>_md``, ``<study>_csv``, ``<study>``) and the Markdown sections for table.md."""
+    from delusive.utils import atomic_write_text
+
+    paths: dict[str, Path] = {}
+    sections: list[str] = []
+    for study in layouts(records):
+        tables = study_tables(records, study)
+        md = "\n".join(t.markdown() for t in tables)
+        sections.append(md)
+        paths[f"{study}_md"] = out / f"{study}.md"
+        paths[f"{study}_csv"] = out / f"{study}.csv"
+        atomic_write_text(paths[f"{study}_md"], f"# {title or 'Sweep report'}: {study}\n\n{md}")
+        atomic_write_text(paths[f"{study}_csv"], _csv(tables))
+        fig = study_figure(records, study, title)
+        if fig is not None:
+            paths[study] = save(fig, out / f"{study}.png")
+    return paths, sections
