@@ -485,3 +485,23 @@ def test_fast_at_resume_restores_the_overfitting_monitor(synth, tmp_path):
     assert full_obj.baselines[0] is None and full_obj.baselines[1] is not None
     # the resumed run's checks (epochs 3, 4) compare against the same baselines as the uninterrupted run's
     assert resumed_obj.baselines == full_obj.baselines[-2:]
+
+
+def test_pgd_at_eps_warmup_grows_the_radius_and_is_off_by_default():
+    from delusive.defenses import PGDAT
+    from delusive.threat import LinfBall, Masked, half_mask
+
+    plain = PGDAT(LinfBall(0.3), steps=1)
+    plain.begin_epoch(0, 10)
+    assert plain.current_threat().eps == 0.3  # off by default: the full ball from the first epoch
+    warm = PGDAT(Masked(LinfBall(1.0), half_mask((1, 8, 8), "top")), steps=1, eps_warmup=0.5)
+    radii = []
+    for e in range(10):
+        warm.begin_epoch(e, 10)
+        t = warm.current_threat()
+        radii.append(round(t.eps, 6))
+        assert isinstance(t, Masked) and t.base.eps == t.eps  # the mask's base ball shrinks with it
+    assert radii == [0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert warm.threat.eps == 1.0  # the configured ball is never modified
+    with pytest.raises(ValueError, match="eps_warmup must be a fraction"):
+        PGDAT(LinfBall(0.3), eps_warmup=2)

@@ -57,7 +57,7 @@ def test_a_sweep_grows_seed_by_seed_into_the_same_cells():
     one = load_preset("table2-fmnist", ["seeds=[0]"])
     full = load_preset("table2-fmnist")
     ids_one, ids_full = {c.cell_id for c in expand(one)}, {c.cell_id for c in expand(full)}
-    assert len(ids_one) == 42 and len(ids_full) == 126 and ids_one < ids_full
+    assert len(ids_one) == 49 and len(ids_full) == 147 and ids_one < ids_full  # 7 attacks (L2C too) x 7 defenses
 
 
 def test_shipped_presets_are_valid():

@@ -122,6 +122,9 @@ def test_each_layout_is_chosen_only_when_its_axis_is_present(study, extra, tmp_p
     plain = sweep()
     assert layouts(plain) == []
     with_axis = [dict(r, **extra) for r in plain]
+    if study == "figure5":  # a budget axis is a study only when it varies: one defender eps is no Figure 5
+        assert layouts(with_axis) == []
+        with_axis = with_axis + [dict(r, defender_eps=0.2, seed=r["seed"] + 100) for r in plain]
     assert layouts(with_axis) == [study]
     paths = write_report(with_axis, tmp_path / "with")
     assert {f"{study}_md", f"{study}_csv"} <= set(paths) and paths[f"{study}_md"].read_text().count("|") > 10
@@ -198,3 +201,11 @@ def test_report_names_the_epoch_and_the_robust_attack(tmp_path):
     md = write_report(sweep(extra_clean=[0, 2000]), tmp_path)["table_md"].read_text()
     assert "apgd-ce, linf ε=0.2" in md and "epoch selected on 500 held-out training images" in md
     assert "Figure 6: Adversarial test accuracy" in md
+
+
+@pytest.mark.parametrize(("study", "extra"), CASES[2:])
+def test_every_markdown_table_row_has_as_many_columns_as_its_header(study, extra, tmp_path):
+    rows = [dict(r, **extra) for r in sweep()] + [dict(r, model="mlp", **extra) for r in sweep()]
+    for table in study_tables(rows, study):
+        lines = [ln for ln in table.markdown().splitlines() if ln.startswith("|")]
+        assert len({ln.count("|") for ln in lines}) == 1, lines[:3]

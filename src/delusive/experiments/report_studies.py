@@ -49,14 +49,17 @@ def layouts(records: list[Record]) -> list[str]:
     def has(key: str) -> bool:
         return any(field(key)(r) is not None if "." in key else key in r for r in records)
 
+    def varies(key: str) -> bool:  # a budget axis is a study only when the sweep varies it
+        return len({r[key] for r in records if key in r}) > 1
+
     present = {
-        "figure5": has("defender_eps"),
+        "figure5": varies("defender_eps"),
         "figure6": has("extra_clean"),
         "partial": has("poison_fraction"),
         "figure8": len({r.get("model") for r in records}) > 1,
         "table3": has("split_accuracy"),
         "figure9": has("probe_accuracy"),
-        "table1": any(has(k) for k in TIME_FIELDS),
+        "table1": any(has(k) for k in TIME_FIELDS) and any(r.get("attack") != "clean" for r in records),
     }
     return [s for s in STUDIES if present[s]]
 
@@ -93,8 +96,9 @@ class _Table:
         self.group, self.metric, self.row_text, self.col_text = group, metric, row_text, col_text
 
     def markdown(self) -> str:
+        head_cols = self.head.count("|") + 1  # a row label may span several columns ("training | model")
         lines = [f"**{self.title}**", "", f"| {self.head} | " + " | ".join(self.col_text(c) for c in self.cols) + " |",
-                 "|---|" + "---|" * len(self.cols)]
+                 "|" + "---|" * (head_cols + len(self.cols))]
         for row in self.rows:
             if any((row, c) in self.stats for c in self.cols):
                 cells = [format_cell(self.stats.get((row, c))) for c in self.cols]
