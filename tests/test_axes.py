@@ -81,3 +81,12 @@ def test_cells_that_share_an_artifact_craft_it_once(tmp_path, monkeypatch):
     records = runner_mod.run_sweep(spec, tmp_path / "run")
     assert len(records) == 4 and calls == ["P5"]
     assert sorted(r["poison_fraction"] for r in records) == [0.5, 0.5, 1.0, 1.0]
+
+
+def test_derived_datasets_take_their_base_datasets_attack_defaults():
+    from delusive.attacks.defaults import base_dataset, default_attack_params
+
+    assert base_dataset("rot:fashion-mnist") == "fashion-mnist" and base_dataset("mnist-fashion:2,4") == "mnist-fashion"
+    assert base_dataset("folder:/data/x:y") == "folder:/data/x:y"
+    cpu = default_attack_params("P1", "fashion-mnist")
+    assert default_attack_params("P1", "rot:fashion-mnist") == cpu != default_attack_params("P1", "rot:cifar10")
