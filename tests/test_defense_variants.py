@@ -98,6 +98,8 @@ def test_trades_with_beta_zero_is_standard_training(norm, trained, batch):
 def test_pgd_at_with_zero_eps_is_standard_training(norm, trained, batch):
     x, y = batch
     _assert_same_step(create_objective("pgd_at", norm, "0"), Standard(), trained, x, y)
+    at, _ = _step(create_objective("pgd_at", norm, EPS[norm]), trained, x, y)  # control: a real ball differs
+    assert not torch.allclose(at.loss, _step(Standard(), trained, x, y)[0].loss)
 
 
 @pytest.mark.parametrize("norm", EPS)
@@ -189,8 +191,8 @@ def test_registry_and_run_identity(synth):
 
 
 @pytest.mark.parametrize(("name", "train_forwards"),
-                         [("trades", 2), ("fat", 1), ("gairat", 1), ("random_noise", 1), ("fast_at", 1),
-                          ("free_at", 1)])  # free AT's input gradient is its training pass: one forward
+                         [("pgd_at", 1), ("trades", 2), ("fat", 1), ("gairat", 1), ("random_noise", 1),
+                          ("fast_at", 1), ("free_at", 1)])  # free AT's input gradient is its training pass: one forward
 def test_attacks_run_in_eval_mode_and_the_loss_in_train_mode(name, train_forwards, batch):
     x, y = batch
     torch.manual_seed(0)
@@ -394,6 +396,9 @@ def test_free_at_with_zero_eps_and_one_replay_is_standard_training(norm, synth, 
     fit(a, synth, Standard(), cfg)
     fit(b, synth, create_objective("free_at", norm, "0", replays=1), cfg)
     assert model_hash(a) == model_hash(b)  # through the loop, weights identical to standard training
+    c = _model()
+    fit(c, synth, create_objective("free_at", norm, EPS[norm], replays=1), cfg)
+    assert model_hash(c) != model_hash(a)  # control: a real budget changes the weights
 
 
 def test_free_at_replays_every_minibatch_m_times(synth):

@@ -85,7 +85,8 @@ def robust_correct(
 def _robust_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, attack: str, steps: int,
                   rel_step_size: float, restarts: int, gen: torch.Generator, n_target_classes: int) -> torch.Tensor:
     with torch.no_grad():
-        alive = model(x).argmax(1) == y
+        logits = model(x)
+        alive = logits.argmax(1) == y
     if attack == "pgd":
         for _ in range(restarts):  # every restart on the whole batch: the draws of robust_predictions
             res = pgd(model, x, y, threat, steps=steps, rel_step_size=rel_step_size, random_start=True,
@@ -93,6 +94,10 @@ def _robust_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Th
             alive &= res.first_misclassified < 0
         return alive
     stages = {"apgd-ce": ("ce",), "apgd-t": ("dlr-targeted",), "autoattack": ("ce", "dlr-targeted")}[attack]
+    if attack == "autoattack" and logits.shape[1] < 4:
+        # the targeted DLR loss needs the 3rd and 4th largest logits: on 2- and 3-class problems AutoAttack's
+        # gradient part is APGD-CE alone (docs/defenses.md); ``apgd-t`` itself refuses them
+        stages = ("ce",)
     for loss in stages:
         idx = alive.nonzero().squeeze(1)
         if idx.numel() == 0:
