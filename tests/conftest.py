@@ -22,3 +22,15 @@ def synth_model(synth):
     model = create_model("small-cnn", 4, 1, 16, seed=0)
     fit(model, synth, Standard(), TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=0))
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny tensors: OpenMP synchronisation would cost more than the
+    arithmetic (10-100x on a busy 2-core machine). Restored afterwards; determinism is compared within it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,14 +17,7 @@ from delusive.threat import L2Ball, LinfBall, Masked, half_mask
 K = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: intra-op threads only add synchronisation, which costs 10-100x on a loaded
-    2-core machine. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

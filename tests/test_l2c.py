@@ -34,14 +34,7 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tensors this small spend more time in OpenMP synchronisation than in arithmetic (badly so on a busy
-    machine); one thread keeps the file fast. Determinism is compared within one setting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-class UnsafeFileError(ValueError):
-    """A file an untrusted table names is not a regular file inside its folder (message: path, then why)."""
+class PathError(ValueError):
+    """A problem with one file: the message is the path, then the problem; ``path`` and ``problem`` keep both."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
@@ -29,6 +29,10 @@ class UnsafeFileError(ValueError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return type(self), (self.path, self.problem)
+
+
+class UnsafeFileError(PathError):
+    """A file an untrusted table names is not a regular file inside its folder (message: path, then why)."""
 
 
 def _kind(mode: int) -> str:
