@@ -116,3 +116,14 @@ def test_verify_names_offending_indices_of_a_tampered_artifact(tmp_path, capsys)
     assert capsys.readouterr().err.startswith(f"delusive: error: --poison {art}: verification failed: payload hash "
                                               "mismatch in images.npy")
     assert not (tmp_path / "t").exists()
+
+
+def test_eval_defaults_to_the_budget_the_run_was_trained_at(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", *SYN, "--epochs", 1, "--train-subset", 300, "--eps", "0.05", "--eval-attack", "pgd",
+               "--eval-steps", 1, "--robust-subset", 20, "--out", out) == 0
+    assert run("eval", out, "--attack", "pgd", "--eval-steps", 1, "--robust-subset", 20, "--out", tmp_path / "a") == 0
+    assert json.loads((tmp_path / "a").read_text())["robust_attack"]["threat"]["eps_text"] == "0.05"
+    assert run("eval", out, "--attack", "pgd", "--eval-steps", 1, "--robust-subset", 20, "--eval-eps", "0.1",
+               "--out", tmp_path / "b") == 0  # an explicit budget wins
+    assert json.loads((tmp_path / "b").read_text())["robust_attack"]["threat"]["eps_text"] == "0.1"

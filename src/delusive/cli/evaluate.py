@@ -39,7 +39,11 @@ def run(args: argparse.Namespace) -> int:
     if not dataset:
         raise UsageError("--dataset: the model does not record its dataset; give --dataset")
     data = load_dataset(dataset, args.split, root=args.data_root)
-    threat = make_threat(*resolve_budget(dataset, args.eval_norm, args.eval_eps, "--eval-eps"))
+    norm, eps = args.eval_norm, args.eval_eps
+    trained = _trained_threat(Path(args.model))
+    if norm is None and eps is None and trained is not None:  # evaluate at the budget the run was evaluated at
+        norm, eps = trained
+    threat = make_threat(*resolve_budget(dataset, norm, eps, "--eval-eps"))
     metrics = evaluate(model, data, threat, steps=args.eval_steps, restarts=args.eval_restarts,
                        robust_limit=args.robust_subset, seed=args.seed, attack=args.eval_attack,
                        precision=resolve_precision(args.precision, device))
@@ -51,3 +55,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"robust accuracy by {att['attack']} ({att['steps']} steps, {threat!r}) on {metrics['n_robust']} test "
           f"images (seeded, class-stratified) on {metrics['device']['device']}")
     return 0
+
+
+def _trained_threat(model_path: Path) -> tuple[str, str] | None:
+    """The evaluation budget recorded by ``delusive train`` beside the model (its config.json), if any."""
+    import json
+
+    cfg = (model_path if model_path.is_dir() else model_path.parent) / "config.json"
+    try:
+        threat = json.loads(cfg.read_text(encoding="utf-8"))["eval"]
+        norm, eps = threat["norm"], threat["eps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (str(norm), str(eps)) if norm and eps else None

@@ -92,7 +92,9 @@ def add_eval_args(p: argparse.ArgumentParser, attack_option: str = "--attack") -
                    help="robust-accuracy attack: autoattack (default: APGD-CE then APGD-T, Croce and Hein 2020, "
                    "without FAB and Square), apgd-ce, apgd-t, or pgd (the reference's PGD, step 2.5·eps/steps)")
     p.add_argument("--eval-norm", choices=NORMS, default=None, help="robust-accuracy threat (default: the defense's)")
-    p.add_argument("--eval-eps", type=fraction_text("--eval-eps"), default=None)
+    p.add_argument("--eval-eps", type=fraction_text("--eval-eps"), default=None,
+                   help="robust-accuracy budget (train: the defense's; eval: the budget the run was trained and "
+                   "evaluated at, from its config.json, else the dataset's default)")
     p.add_argument("--eval-steps", type=positive_int("--eval-steps"), default=None,
                    help="attack iterations (default: 20 for pgd, 100 for the APGD attacks)")
     p.add_argument("--eval-restarts", type=positive_int("--eval-restarts"), default=1)
