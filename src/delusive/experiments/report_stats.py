@@ -66,8 +66,9 @@ def field(name: str) -> Callable[[dict[str, Any]], float | None]:
 
 
 def axes_present(records: list[dict[str, Any]]) -> list[str]:
-    """The study axes (:data:`AXES`) that some record carries."""
-    return [a for a in AXES if any(a in r for r in records)]
+    """The study axes (:data:`AXES`) that the records vary (a value every record shares is no axis: a single
+    defender ε stays out of the row labels)."""
+    return [a for a in AXES if len({str(r[a]) for r in records if a in r}) > 1]
 
 
 def axis_values(records: list[dict[str, Any]], axis: str) -> list[Any]:
