@@ -316,3 +316,50 @@ def test_defaults_are_the_reference_on_cifar_and_cpu_sized_on_28px():
     assert cpu["generator_arch"] == "l2c-unet-small" and cpu["classifier"] == "small-cnn"
     assert default_attack_params("L2C", "fashion-mnist", reference=True) == ref
     create_attack("L2C", **cpu)  # valid parameters
+
+
+def test_sigkilled_l2c_crafting_resumes_to_the_same_artifact_bytes(tmp_path):
+    """The issue's bar: `delusive poison --attack L2C` killed with SIGKILL mid-training and run again writes the
+    same artifact bytes as an uninterrupted run (CPU, fp32); the kill must land after a checkpoint."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "delusive", "poison", "--attack", "L2C", "--dataset", "synthetic",
+            "--train-subset", "256", "--attack-param", "trials=3", "--attack-param", "classifier_epochs=2",
+            "--attack-param", "batch_size=32", "--attack-param", "classifier=small-cnn",
+            "--attack-param", "generator_arch=l2c-unet-small", "--device", "cpu"]
+    env = {**os.environ, "DELUSIVE_PROGRESS": "0", "DELUSIVE_CHECKPOINT_EVERY_S": "0", "OMP_NUM_THREADS": "1"}
+    ref = subprocess.run([*argv, "--out", str(tmp_path / "ref")], env=env, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*argv, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state, deadline = out / "craft_state.json", time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads(state.read_text())["step"] >= 10:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    had_checkpoint = state.exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert had_checkpoint and not (out / "manifest.json").exists(), "killed too late: nothing to resume"
+    again = subprocess.run([*argv, "--out", str(out)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming crafting from the checkpoint" in again.stderr  # it resumed, not restarted from scratch
+    assert "resuming" not in ref.stderr  # control: the uninterrupted run had nothing to resume
+    for name in ("images.npy", "labels.npy", "generator.pt"):
+        assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+    assert run_verify(out) == 0
+
+
+def run_verify(path):
+    from delusive.cli.main import main
+
+    return main(["verify", str(path)])

@@ -243,7 +243,7 @@ class L2C(Attack):
         self.classifier, self.generator_arch = str(classifier), str(generator_arch)
         self.generator = None if generator is None else str(generator)
         self.device: str | torch.device = "cpu"
-        self.checkpoint_every_s = 30.0
+        self.checkpoint_every_s: float | None = None  # None: CraftCheckpoint's default ($DELUSIVE_CHECKPOINT_EVERY_S)
         self.on_step: Callable[[int], None] | None = None
 
     def train_config(self) -> dict[str, Any]:

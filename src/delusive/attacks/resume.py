@@ -9,7 +9,9 @@ as regular files of that folder (never a FIFO, device or a symlink out of it).
 from __future__ import annotations
 
 import io
+import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,11 @@ def _array_file(name: object) -> str:
 class CraftCheckpoint:
     """Arrays + a small JSON state in ``work_dir``, valid only for the crafting run ``identity``."""
 
-    def __init__(self, work_dir: str | Path | None, identity: str, every_s: float = 30.0) -> None:
+    def __init__(self, work_dir: str | Path | None, identity: str, every_s: float | None = None) -> None:
         self.dir = Path(work_dir) if work_dir is not None else None
         self.identity = identity
-        self.every_s = every_s
+        # every 30 s by default; $DELUSIVE_CHECKPOINT_EVERY_S changes it (0: after every step, for tests)
+        self.every_s = float(os.environ.get("DELUSIVE_CHECKPOINT_EVERY_S", "30")) if every_s is None else every_s
         self._last = time.monotonic()
         self._written: set[str] = set()
 
@@ -72,6 +75,9 @@ class CraftCheckpoint:
             except (ValueError, OSError, EOFError) as e:
                 raise ValueError(f"{path}: not a plain .npy array ({e}); delete {self.dir / STATE} to start "
                                  "crafting afresh") from e
+        done = {k: state[k] for k in ("step", "done", "iteration") if k in state}
+        print(f"resuming crafting from the checkpoint in {self.dir} ({', '.join(f'{k} {v}' for k, v in done.items())})",
+              file=sys.stderr)
         return arrays, state
 
     def due(self) -> bool:
