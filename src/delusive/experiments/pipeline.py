@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from delusive import runtime
@@ -249,7 +248,3 @@ def _read_best(path: Path) -> dict[str, Any] | None:
         return {"epoch": int(d["epoch"]), "score": float(d["score"])}
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def model_device(model: nn.Module) -> torch.device:
-    return runtime.device_of(model)
