@@ -209,3 +209,25 @@ def test_every_markdown_table_row_has_as_many_columns_as_its_header(study, extra
     for table in study_tables(rows, study):
         lines = [ln for ln in table.markdown().splitlines() if ln.startswith("|")]
         assert len({ln.count("|") for ln in lines}) == 1, lines[:3]
+
+
+@pytest.mark.parametrize("kind", ["lines", "victims", "ssl"])
+def test_a_long_title_wraps_instead_of_widening_the_saved_figure(kind, tmp_path):
+    from delusive.experiments.report_style import save
+
+    long = "Figure 6 on Fashion-MNIST: " + "a preset's long description, " * 12
+
+    def draw(title):
+        if kind == "lines":
+            return plot_lines(sweep(extra_clean=[0, 5000]), "extra_clean", ("natural_accuracy",), False, title)
+        if kind == "victims":
+            rs = sweep() + [dict(r, model="mlp") for r in sweep()]
+            return plot_victims(rs, title)
+        return plot_ssl(sweep(probe_accuracy=[0.5]), title)
+
+    widths = {}
+    for name, title in (("short", "short"), ("long", long)):
+        path = save(draw(title), tmp_path / f"{name}.png")
+        widths[name] = int.from_bytes(path.read_bytes()[16:20], "big")   # PNG IHDR width
+    plt.close("all")
+    assert widths["long"] <= widths["short"] * 1.05, widths

@@ -34,6 +34,7 @@ from delusive.experiments.report_style import (
     legend_outside,
     pyplot,
     save,
+    suptitle,
 )
 
 STUDIES = ("figure5", "figure6", "partial", "figure8", "table3", "figure9", "table1")
@@ -179,8 +180,7 @@ def plot_lines(records: list[Record], axis: str, metrics: tuple[str, ...], per_d
         ax.set_ylim(0, 100)
         ax.set_xticks(sorted({r[axis] for r in rs}))
         ax.tick_params(axis="x", labelsize=7)
-    if title:
-        fig.suptitle(title, fontsize=8)
+    suptitle(fig, title)
     legend_outside(fig, list(axes[0]))
     return fig
 
@@ -236,8 +236,7 @@ def plot_victims(records: list[Record], title: str = "") -> Any:
         _bars(ax, [r for r in records if r["model"] == m], "natural_accuracy")
         ax.set_title(f"victim {m}", fontsize=9)
     sup = title + (f" (poisons crafted on {', '.join(sorted(map(str, crafted)))})" if crafted else "")
-    if sup:
-        fig.suptitle(sup, fontsize=8)
+    suptitle(fig, sup)
     legend_outside(fig, list(axes[0]))
     return fig
 
@@ -256,8 +255,7 @@ def plot_ssl(records: list[Record], title: str = "") -> Any:
     axes[0][0].set_title("(a) pretext task", fontsize=9)
     _bars(axes[0][1], records, "probe_accuracy")
     axes[0][1].set_title("(b) downstream task", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=8)
+    suptitle(fig, title)
     legend_outside(fig, list(axes[0]))
     return fig
 

@@ -5,6 +5,7 @@ defender-budget lines of Figure 5; legends sit outside the axes so they never co
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,15 @@ def legend_outside(fig: Any, axes: list[Any], handles: list[Any] | None = None,
     if not handles:
         return None
     return fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+
+
+def suptitle(fig: Any, title: str, fontsize: int = 8) -> None:
+    """The figure's title, wrapped to the figure's width: a long preset description must not widen the
+    saved image (``bbox_inches="tight"`` grows the canvas to fit one long line) and shrink the panels."""
+    if not title:
+        return
+    width_chars = max(40, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
+    fig.suptitle("\n".join(textwrap.wrap(title, width_chars)), fontsize=fontsize)
 
 
 def pyplot() -> Any:
