@@ -231,3 +231,17 @@ def test_a_long_title_wraps_instead_of_widening_the_saved_figure(kind, tmp_path)
         widths[name] = int.from_bytes(path.read_bytes()[16:20], "big")   # PNG IHDR width
     plt.close("all")
     assert widths["long"] <= widths["short"] * 1.05, widths
+
+
+def test_figure8_table_rows_follow_the_spec_model_order_like_its_panels():
+    spec_order = ["small-cnn", "small-resnet", "mlp"]
+    rs = [dict(r, model=m, order={"attack": ATTACKS.index(r["attack"]), "defense": list(DEFENSES).index(r["defense"]),
+                                  "dataset": 0, "model": i}) for i, m in enumerate(spec_order) for r in sweep()]
+    rs = list(reversed(rs))   # records arrive in any order (finish order, directory listing)
+    table, = study_tables(rs, "figure8")
+    victims = list(dict.fromkeys(line.split(" | ")[0].strip("| ") for line in table.markdown().splitlines()
+                                 if line.startswith("| ") and " | ST | " in line))
+    assert victims == spec_order
+    fig = plot_victims(rs)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == [f"victim {m}" for m in spec_order]
+    plt.close("all")

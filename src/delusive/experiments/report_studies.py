@@ -224,11 +224,16 @@ def _bars(ax: Any, records: list[Record], metric: str, baseline: bool = True) ->
     ax.set_ylabel(METRIC_LABEL.get(metric, metric))
 
 
+def model_order(records: list[Record]) -> list[str]:
+    """Victim models in the spec's order (the figure's panels and the table's rows agree)."""
+    return sorted({r["model"] for r in records}, key=lambda m: next(
+        (r["order"]["model"] for r in records if r["model"] == m and "order" in r), 0))
+
+
 def plot_victims(records: list[Record], title: str = "") -> Any:
     """Figure 8: one panel per victim model (spec order), natural accuracy per attack and defense."""
     plt = pyplot()
-    models = sorted({r["model"] for r in records}, key=lambda m: next(
-        (r["order"]["model"] for r in records if r["model"] == m and "order" in r), 0))
+    models = model_order(records)
     fig, axes = plt.subplots(1, len(models), figsize=(2.2 + 0.7 * len(attack_order(records)) * len(models), 3.4),
                              squeeze=False, sharey=True)
     crafted = {_crafting_arch(r) for r in records} - {None}
@@ -343,8 +348,7 @@ def study_tables(records: list[Record], study: str) -> list[_Table]:
         elif study == "partial":
             out += _line_tables(rs, "poison_fraction", ("natural_accuracy",), group, "Partial poisoning")
         elif study == "figure8":
-            models = list(dict.fromkeys(r["model"] for r in rs))
-            rows = [(m, d) for m in models for d in defense_order(rs)]
+            rows = [(m, d) for m in model_order(rs) for d in defense_order(rs)]
             out.append(_bar_table(rs, "natural_accuracy", group, f"Figure 8: natural accuracy per victim model — "
                                   f"{group}", lambda r: (r["model"], r["defense"]), rows, "victim | training",
                                   lambda k: f"{k[0]} | {k[1]}", "Natural accuracy"))
