@@ -245,3 +245,13 @@ def test_figure8_table_rows_follow_the_spec_model_order_like_its_panels():
     fig = plot_victims(rs)
     assert [ax.get_title() for ax in fig.axes if ax.get_title()] == [f"victim {m}" for m in spec_order]
     plt.close("all")
+
+
+def test_report_tables_follow_the_spec_order_whatever_order_records_arrive_in(tmp_path):
+    spec_order = ["small-cnn", "small-resnet", "mlp"]
+    rs = [dict(r, model=m, order={"attack": ATTACKS.index(r["attack"]), "defense": list(DEFENSES).index(r["defense"]),
+                                  "dataset": 0, "model": i}) for i, m in enumerate(spec_order) for r in sweep()]
+    write_report(list(reversed(rs)), tmp_path)
+    text = (tmp_path / "table.md").read_text()
+    first_seen = sorted(spec_order, key=lambda m: text.index(f"fashion-mnist, {m}**"))
+    assert first_seen == spec_order

@@ -215,11 +215,19 @@ def figure_curves(records: list[dict[str, Any]], out: Path) -> Path:
     return save(plot_curves(records), out, dpi=110)
 
 
+def spec_position(record: dict[str, Any]) -> tuple[int, ...]:
+    """Where a record's cell sits in its spec (dataset, model, defense, attack, then seed); records without
+    the runner's ``order`` keep their place under a stable sort."""
+    order = record.get("order") or {}
+    return (*(int(order.get(k, 0)) for k in ("dataset", "model", "defense", "attack")), int(record.get("seed") or 0))
+
+
 def write_report(records: list[dict[str, Any]], out_dir: str | Path, title: str = "") -> dict[str, Path]:
     """table.md / table.csv / figure.png (Figure 4) / curves.png for every sweep, and the files of each study
     layout whose axis the records carry (see :func:`report_studies.write_studies`); returns every path."""
     if not records:
         raise ValueError(f"{out_dir}: no finished cells to report")
+    records = sorted(records, key=spec_position)   # tables and panels in the spec's order, not finish order
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"# {title or 'Sweep report'}\n"]
