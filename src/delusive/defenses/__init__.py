@@ -17,11 +17,14 @@ from delusive.defenses.objective import (
 )
 from delusive.defenses.pgd_at import PGDAT
 from delusive.defenses.random_noise import RandomNoise
+from delusive.defenses.recipe import DEFAULT_EPS_RAMP, DEFAULT_LR_WARMUP, CollapseWarning, resolve_recipe
 from delusive.defenses.standard import Standard
 from delusive.defenses.trades import TRADES
 
 __all__ = [
     "CHECKPOINT",
+    "DEFAULT_EPS_RAMP",
+    "DEFAULT_LR_WARMUP",
     "FAT",
     "GAIRAT",
     "OBJECTIVES",
@@ -29,6 +32,7 @@ __all__ = [
     "SCHEDULES",
     "TRADES",
     "CatastrophicOverfittingWarning",
+    "CollapseWarning",
     "FastAT",
     "FitResult",
     "FreeAT",
@@ -42,5 +46,6 @@ __all__ = [
     "fit",
     "gair_weights",
     "objective_names",
+    "resolve_recipe",
     "run_identity",
 ]
