@@ -43,6 +43,7 @@ from delusive.utils.seeding import derive_seed
 EvalFn = Callable[[nn.Module, int], dict[str, float]]
 CHECKPOINT = "checkpoint.pt"
 _SYNC_EVERY = 20  # batches between reads of the running loss (NaN check, progress bar)
+_PROBE = 512  # training images the collapse monitor classifies at the end of every epoch
 
 
 @dataclass
@@ -116,7 +117,6 @@ def fit(
         tot_loss = runtime.zeros((), dev)
         tot_correct = runtime.zeros((), dev, torch.long)
         tot_n = 0
-        pred_counts = runtime.zeros(num_classes, dev, torch.long)
         stat_sums: dict[str, float] = {}
         stat_ns: dict[str, float] = {}
         bar = progress(loader.epoch_with_indices(epoch), total=steps_per_epoch,
@@ -142,9 +142,7 @@ def fit(
                 opt.step()
                 n = yb.shape[0]
                 tot_loss += out.loss.detach().float() * n
-                pred = out.logits.detach().argmax(1)
-                tot_correct += (pred == yb).sum()
-                pred_counts += torch.bincount(pred, minlength=num_classes)[:num_classes]
+                tot_correct += (out.logits.detach().argmax(1) == yb).sum()
                 tot_n += n
                 for k, v in out.stats.items():
                     stat_sums[k] = stat_sums.get(k, 0.0) + float(v) * n
@@ -158,11 +156,9 @@ def fit(
                 bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{totals[1] / totals[2]:.3f}", refresh=False)
         bar.close()
         loss_sum, correct_sum, n_sum = _reduced(tot_loss, tot_correct, tot_n, distributed)
-        if distributed:
-            pred_counts = runtime.all_reduce_sum(pred_counts)
-        counts = pred_counts.tolist()
-        top_share = max(counts) / max(sum(counts), 1)
-        reason = collapse_reason(loss_sum / max(n_sum, 1), top_share, num_classes)
+        top_share = _top_class_share(model, x_all[:_PROBE], num_classes, cfg.precision)
+        reason = collapse_reason(loss_sum / max(n_sum, 1), top_share, num_classes,
+                                 check_loss=epoch > 0 or cfg.epochs == 1)
         if reason is not None and not warned and runtime.is_main():
             warned = True
             warnings.warn(f"{desc}: epoch {epoch + 1}: {reason}; {REMEDY}", CollapseWarning, stacklevel=2)
@@ -195,6 +191,16 @@ def fit(
     if start >= cfg.epochs and start > 0:
         warnings.warn(f"{desc}: checkpoint already holds all {cfg.epochs} epochs; nothing to train", stacklevel=2)
     return FitResult(model, history, prior_time + time.perf_counter() - t0, start)
+
+
+def _top_class_share(model: nn.Module, x: torch.Tensor, num_classes: int, precision: str) -> float:
+    """Share of the most predicted class among the end-of-epoch model's predictions on the first training
+    images (un-augmented, eval mode): near 1 for a constant predictor, whatever the loss says."""
+    if x.shape[0] == 0:
+        return 0.0
+    with runtime.eval_mode(model), torch.no_grad(), autocast(precision, x.device):
+        pred = model(to_channels_last(x)).argmax(1)
+    return float(torch.bincount(pred, minlength=num_classes).max()) / x.shape[0]
 
 
 def _num_outputs(model: nn.Module, train: ArrayDataset) -> int:
