@@ -56,7 +56,8 @@ def resolve_recipe(cfg: TrainConfig, objective: Objective) -> TrainConfig:
     lr_warmup = cfg.lr_warmup if cfg.lr_warmup is not None else (DEFAULT_LR_WARMUP if adversarial else 0.0)
     if not adversarial:
         eps_ramp = 0.0  # no ball to ramp: keep standard training's identity free of a meaningless number
-    if eps_ramp == cfg.eps_ramp and lr_warmup == cfg.lr_warmup:
+    if type(cfg.eps_ramp) is float and type(cfg.lr_warmup) is float and (eps_ramp, lr_warmup) == (
+            cfg.eps_ramp, cfg.lr_warmup):
         return cfg
     return replace(cfg, eps_ramp=float(eps_ramp), lr_warmup=float(lr_warmup))
 
