@@ -15,14 +15,24 @@ from delusive.attacks import (
     show_artifact,
     verify_artifact,
 )
-from delusive.cli.common import UsageError, add_device_args, fraction_text, parse_params, positive_int, resolve_budget
-from delusive.experiments.poisoning import clean_training_set, make_poison
+from delusive.attacks.defaults import CPU_MAX_VALUES, SCHEDULES
+from delusive.cli.common import (
+    UsageError,
+    add_device_args,
+    add_test_fraction,
+    fraction_text,
+    holdout_of,
+    parse_params,
+    positive_int,
+    resolve_budget,
+)
+from delusive.experiments.poisoning import clean_dataset_of, clean_training_set, make_poison
 from delusive.models import DEFAULT_MODEL, classifier_names
 from delusive.threat import NORMS, make_threat
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("poison", help="craft a delusive poison (P1-P5) and write a verified artifact")
+    p = sub.add_parser("poison", help="craft a delusive poison (see --attack) and write a verified artifact")
     p.add_argument("--attack", required=True, choices=attack_names())
     p.add_argument("--dataset", required=True)
     p.add_argument("--data-root", default=None)
@@ -35,10 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "zero in 1/255 steps for linf; or force uint8 / float32")
     p.add_argument("--attack-param", action="append", metavar="KEY=VALUE",
                    help="override an attack hyperparameter (steps, rel_step_size, iterations, batch_size, ...)")
-    p.add_argument("--reference-schedule", action="store_true",
-                   help="use the reference's crafting schedule (100 PGD steps / 500 universal iterations)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="auto",
+                   help="crafting schedule: auto (default: the light cpu schedule for images of at most "
+                   f"{CPU_MAX_VALUES} values, e.g. 28×28 grey; the reference's for larger ones), cpu, or reference "
+                   "(the paper's: 100 PGD steps, 500 universal iterations, L2C's 1000 trials); recorded in the "
+                   "artifact")
+    p.add_argument("--reference-schedule", action="store_true", help="same as --schedule reference")
     p.add_argument("--train-subset", type=positive_int("--train-subset"), default=None,
                    help="poison a seeded random subset of the training split (the artifact records it)")
+    add_test_fraction(p, "poison the rest")
     p.add_argument("--crafting-model", default=None, help="your own model.pt for P1-P4 (default: train one)")
     p.add_argument("--crafting-arch", default=DEFAULT_MODEL, choices=classifier_names())
     p.add_argument("--crafting-epochs", type=positive_int("--crafting-epochs"), default=None)
@@ -84,6 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_poison(args: argparse.Namespace) -> int:
+    if args.reference_schedule and args.schedule not in ("auto", "reference"):
+        raise UsageError(f"--reference-schedule: conflicts with --schedule {args.schedule}; give one of them")
     threat = make_threat(*resolve_budget(args.dataset, args.norm, args.eps))
     params = parse_params(args.attack_param, "--attack-param")
     if args.generator is not None:
@@ -95,7 +112,8 @@ def run_poison(args: argparse.Namespace) -> int:
                           storage=args.storage, attack_params=params,
                           reference_schedule=args.reference_schedule, train_subset=args.train_subset,
                           crafting_model=args.crafting_model, crafting_arch=args.crafting_arch,
-                          crafting_epochs=args.crafting_epochs, cache_dir=args.cache_dir, device=args.device)
+                          crafting_epochs=args.crafting_epochs, cache_dir=args.cache_dir, device=args.device,
+                          schedule=args.schedule, holdout=holdout_of(args))
     except TypeError as e:
         if "unexpected keyword" not in str(e):
             raise
@@ -104,12 +122,16 @@ def run_poison(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {art.manifest['num_examples']} images, {art.manifest['attack']} "
           f"{threat.norm_name} eps={threat.eps_text}, realised norm min/mean/max "
           f"{st['min']:.4g}/{st['mean']:.4g}/{st['max']:.4g}, payload sha256 {art.manifest['payload_sha256'][:16]}…")
+    if art.manifest["storage"] == "uint8" and st["max"] < threat.eps - 0.5 / 255:
+        print(f"note: uint8 storage rounds every δ toward zero in 1/255 steps, so a perturbation strictly inside "
+              f"the ball (here max {st['max'] * 255:.0f}/255) loses its last partial level; --storage float32 keeps "
+              f"all of it", file=sys.stderr)
     return 0
 
 
 def _clean_for(args: argparse.Namespace, manifest: dict) -> object:
-    dataset = args.clean_dataset or manifest["dataset"]
-    return clean_training_set(dataset, args.data_root, manifest.get("subset"))
+    dataset = args.clean_dataset or clean_dataset_of(manifest)
+    return clean_training_set(dataset, args.data_root, manifest.get("subset"), manifest.get("holdout"))
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -112,10 +112,21 @@ def user_error(e: BaseException) -> str | None:
     return None
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """A warning as one line ``delusive: warning: ...`` (no source path: the user cannot act on ours);
+    ``DELUSIVE_TRACEBACK=1`` keeps Python's format, with the file and line."""
+    if os.environ.get("DELUSIVE_TRACEBACK"):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+        return
+    print(f"delusive: warning: {_one_line(str(message))}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.simplefilter("default")
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
