@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from delusive.attacks import (
     STORAGES,
     attack_names,
@@ -16,6 +18,7 @@ from delusive.attacks import (
     verify_artifact,
 )
 from delusive.attacks.defaults import CPU_MAX_VALUES, SCHEDULES
+from delusive.attacks.hf import export_hf, is_hf_folder
 from delusive.cli.common import (
     UsageError,
     add_device_args,
@@ -79,17 +82,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--data-root", default=None)
     s.set_defaults(func=run_show)
 
-    e = sub.add_parser("export", help="export an artifact as PNGs named by training index + labels.csv")
+    e = sub.add_parser("export", help="export an artifact as PNGs: a plain folder + labels.csv, or a Hugging Face "
+                       "imagefolder dataset with a dataset card (--format hf)")
     e.add_argument("artifact")
     e.add_argument("--out", required=True)
+    e.add_argument("--format", choices=("png", "hf"), default="png",
+                   help="png (default): OUT/<index>.png + labels.csv; hf: OUT/train/<class>/<index>.png + "
+                   "metadata.csv + README.md dataset card, loadable with datasets.load_dataset('imagefolder', "
+                   "data_dir=OUT)")
     e.set_defaults(func=run_export)
 
-    i = sub.add_parser("import", help="import a PNG folder or a .npy noise file as a verified artifact")
-    i.add_argument("source", help="folder of PNGs with labels.csv, or .npy noise (per-sample or per-class)")
+    i = sub.add_parser("import", help="import a PNG folder, a Hugging Face export or a .npy noise file as a verified "
+                       "artifact")
+    i.add_argument("source", help="folder of PNGs with labels.csv, a folder written by export --format hf, or .npy "
+                   "noise (per-sample or per-class)")
     i.add_argument("--clean-dataset", required=True)
     i.add_argument("--data-root", default=None)
-    i.add_argument("--norm", choices=NORMS, required=True, help="the budget the imported poison claims")
-    i.add_argument("--eps", type=fraction_text("--eps"), required=True)
+    i.add_argument("--norm", choices=NORMS, default=None,
+                   help="the budget the imported poison claims (required, except for an export --format hf folder, "
+                   "whose manifest states it)")
+    i.add_argument("--eps", type=fraction_text("--eps"), default=None)
     i.add_argument("--storage", choices=("auto", *STORAGES), default="auto",
                    help="auto (default): float32 for l2 budgets, uint8 rounded toward zero for linf")
     i.add_argument("--train-subset", type=positive_int("--train-subset"), default=None)
@@ -163,12 +175,22 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if args.format == "hf":
+        n = export_hf(args.artifact, args.out)
+        print(f"wrote {n} PNGs, train/metadata.csv and a dataset card README.md to {args.out} (load it with "
+              f"datasets.load_dataset('imagefolder', data_dir={args.out!r}))")
+        return 0
     n = export_png(args.artifact, args.out)
     print(f"wrote {n} PNGs and labels.csv to {args.out}")
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
+    if is_hf_folder(args.source):
+        return _import_hf(args)
+    if args.norm is None or args.eps is None:
+        raise UsageError("--norm and --eps: required to import this source (only an export --format hf folder "
+                         "states its own budget)")
     subset = {"size": args.train_subset, "seed": args.seed} if args.train_subset else None
     clean = clean_training_set(args.clean_dataset, args.data_root, subset)
     art = import_poison(args.source, clean, make_threat(args.norm, args.eps), dataset=args.clean_dataset,
@@ -176,4 +198,38 @@ def run_import(args: argparse.Namespace) -> int:
     save_artifact(art, args.out)
     print(f"wrote {args.out}: imported {art.manifest['attack_params']['kind']}, {len(art.labels)} images, "
           f"max norm {art.manifest['norm_stats']['max']:.6g}")
+    return 0
+
+
+def _import_hf(args: argparse.Namespace) -> int:
+    """An ``export --format hf`` folder: images by training index from its metadata, budget and provenance from
+    its manifest (or --norm/--eps), rebuilt and checked against the clean set like a crafted poison."""
+    import json
+
+    from delusive.attacks import build_artifact
+    from delusive.attacks.hf import MANIFEST_NAME, read_hf
+    from delusive.utils.safefile import member, read_regular_bytes
+
+    exported = json.loads(read_regular_bytes(member(args.source, MANIFEST_NAME, "manifest")).decode("utf-8"))
+    subset = exported.get("subset") if args.train_subset is None else {"size": args.train_subset, "seed": args.seed}
+    clean = clean_training_set(args.clean_dataset, args.data_root, subset, exported.get("holdout"))
+    images, manifest = read_hf(args.source, clean)
+    if args.norm is not None or args.eps is not None:
+        if args.norm is None or args.eps is None:
+            raise UsageError("--norm and --eps: give both to check against another budget than the stated one")
+        threat = make_threat(args.norm, args.eps)
+    else:
+        threat = make_threat(manifest["threat"]["norm"], manifest["threat"]["eps_text"])
+    keep = ("attack_params", "crafting_model", "schedule", "class_names", "holdout", "source_path")
+    art = build_artifact(clean, images.astype(np.float32) / 255.0, threat, attack=str(manifest.get("attack")),
+                         attack_params=manifest.get("attack_params") or {}, dataset=args.clean_dataset,
+                         seed=int(manifest.get("seed", args.seed)), storage="uint8" if args.storage == "auto"
+                         else args.storage, extra={"subset": subset, "imported_from": {
+                             "format": "hf", "payload_sha256": manifest.get("payload_sha256")},
+                             **{k: manifest[k] for k in keep if k in manifest and k != "attack_params"}})
+    save_artifact(art, args.out)
+    same = art.manifest["files"]["images.npy"] == manifest.get("files", {}).get("images.npy")
+    print(f"wrote {args.out}: imported {manifest.get('attack')} ({len(art.labels)} images) within "
+          f"{threat.norm_name} eps={threat.eps_text}, max norm {art.manifest['norm_stats']['max']:.6g}; images "
+          f"{'identical to' if same else 'rounded to 8 bits from'} the exported artifact's")
     return 0
