@@ -68,6 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=positive_int("--eval-every"), default=EvalPlan.epoch_every,
                    help="robust test accuracy (cheap PGD-10 on a seeded subset) every N epochs and at the last")
     add_test_fraction(p, "train on the rest")
+    p.add_argument("--log", choices=("none", "tensorboard"), default="none",
+                   help="also log the run for TensorBoard in OUT/tensorboard (needs the tensorboard extra)")
     add_device_args(p, compile_flag=True)
     p.add_argument("--out", required=True, help="output directory (resumes if it holds a checkpoint of this run)")
     p.set_defaults(func=run)
@@ -135,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
+    if args.log == "tensorboard":
+        from delusive.experiments.tensorboard_log import require_tensorboard
+
+        require_tensorboard()
     info = dataset_info(args.dataset)
     objective = build_objective(args, args.dataset)
     try:
@@ -190,11 +196,15 @@ def run(args: argparse.Namespace) -> int:
                                  desc="train", model_meta={"dataset": args.dataset, "run_id": config["run_id"],
                                              **({"holdout": holdout} if holdout else {})})
     metrics.pop("model")
-    metrics.pop("history")
+    history = metrics.pop("history")
     metrics["run_id"] = config["run_id"]
     if not runtime.is_main():
         return 0
     atomic_write_json(out / "metrics.json", metrics)
+    if args.log == "tensorboard":
+        from delusive.experiments.tensorboard_log import write_run
+
+        print(f"tensorboard log: {write_run(out / 'tensorboard', history, metrics)}", file=sys.stderr)
     att = metrics["robust_attack"]
     print(f"natural_accuracy {metrics['natural_accuracy']:.4f}  robust_accuracy {metrics['robust_accuracy']:.4f} "
           f"({threat!r}, {att['attack']}-{att['steps']}, {metrics['n_robust']} test images)  epoch "
