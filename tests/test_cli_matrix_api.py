@@ -11,26 +11,26 @@ import pytest
 from PIL import Image
 
 from delusive.data import make_synthetic
-from test_cli_matrix import TRAIN, Case, C, _fast_epoch_eval, check_answer, invoke, shared, ws  # noqa: F401
+from test_cli_matrix import TRAIN, C, Case, _fast_epoch_eval, check_answer, invoke, shared, ws  # noqa: F401
 
 EVAL = ["--attack", "pgd", "--eval-steps", "1", "--robust-subset", "10", "--device", "cpu"]
 
 
-def _pets(ws: Path, sh: dict[str, Path]) -> None:
+def _pets(w: Path, sh: dict[str, Path]) -> None:
     ds = make_synthetic(40, 4, (1, 28, 28), seed=0)
     for i in range(40):
-        d = ws / "pets" / ("cat", "dog", "fox", "owl")[ds.y[i]]
+        d = w / "pets" / ("cat", "dog", "fox", "owl")[ds.y[i]]
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(ds.x[i, 0]).save(d / f"{i:03d}.png")
 
 
 def _hf(edit=None):
-    def setup(ws: Path, sh: dict[str, Path]) -> None:
+    def setup(w: Path, sh: dict[str, Path]) -> None:
         from delusive.attacks.hf import export_hf
 
-        export_hf(sh["art"], ws / "hf")
+        export_hf(sh["art"], w / "hf")
         if edit is not None:
-            edit(ws / "hf")
+            edit(w / "hf")
     return setup
 
 
@@ -51,12 +51,12 @@ def _drop_row(hf: Path) -> None:
     meta.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
 
 
-def _moved_folder_artifact(ws: Path, sh: dict[str, Path]) -> None:
+def _moved_folder_artifact(w: Path, sh: dict[str, Path]) -> None:
     from delusive.cli.main import main
 
-    _pets(ws, sh)
+    _pets(w, sh)
     assert main(["poison", "--attack", "P5", "--dataset", "folder:pets", "--out", "art/pets"]) == 0
-    shutil.move(ws / "pets", ws / "pets-moved")
+    shutil.move(w / "pets", w / "pets-moved")
 
 
 POISON = ["poison", "--attack", "P5", "--dataset", "synthetic", "--train-subset", "200", "--out", "art/x"]
@@ -91,7 +91,7 @@ CASES = [
       setup=_moved_folder_artifact, verdict="extra"),
     C("x.api.19", IMPORT_HF, 0, r"identical to the exported artifact's", setup=_hf(), verdict="extra"),
     C("x.api.20", ["eval", "o/ok", "--json", *EVAL], 0, r'"natural_accuracy"',
-      setup=lambda ws, sh: shutil.copytree(sh["model"], ws / "o" / "ok"), verdict="extra"),
+      setup=lambda w, sh: shutil.copytree(sh["model"], w / "o" / "ok"), verdict="extra"),
 ]
 
 
