@@ -57,7 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-subset", type=positive_int("--train-subset"), default=None,
                    help="poison a seeded random subset of the training split (the artifact records it)")
     add_test_fraction(p, "poison the rest")
-    p.add_argument("--crafting-model", default=None, help="your own model.pt for P1-P4 (default: train one)")
+    p.add_argument("--crafting-model", default=None,
+                   help="your own crafting model for P1-P4: a delusive train run directory or its model.safetensors "
+                   "/ model.pt (default: train one)")
     p.add_argument("--crafting-arch", default=DEFAULT_MODEL, choices=classifier_names())
     p.add_argument("--crafting-epochs", type=positive_int("--crafting-epochs"), default=None)
     p.add_argument("--cache-dir", default=None, help="crafting-model cache (default $DELUSIVE_CACHE or ~/.cache)")
