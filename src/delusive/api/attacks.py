@@ -76,8 +76,8 @@ class AutoAttack(_Attack):
     """AutoAttack's cascade (Croce and Hein 2020): each component attacks only the images every earlier one
     failed on, and an image keeps the first adversarial example found. The images come from the APGD
     components (APGD-CE, then APGD-T on the survivors; 2- and 3-class problems use APGD-CE alone, since the
-    targeted DLR loss needs four logits). The accuracy :func:`delusive.evaluate` reports is the package's
-    ``autoattack`` evaluation, which also runs the black-box components where they are installed."""
+    targeted DLR loss needs four logits). :func:`delusive.evaluate` with ``attack="autoattack"`` also runs the
+    package's full AutoAttack evaluation and counts an image robust only if it survives both."""
 
     def __init__(self, model: nn.Module, eps: float | str = 8 / 255, norm: str = "linf", steps: int = 100,
                  restarts: int = 1, n_target_classes: int = 9, seed: int = 0) -> None:

@@ -42,7 +42,9 @@ def evaluate(model: nn.Module, data: DataLike, *, attack: str | None = "autoatta
     """Natural accuracy on all of ``data`` and, unless ``attack`` is None, robust accuracy and adversarial
     images on a seeded, class-stratified subset of ``n`` examples (all when None) under ``attack``
     (``autoattack`` by default, ``apgd-ce`` or ``pgd``) within ``norm``/``eps``. An example counts as robust
-    when the model still classifies its adversarial image correctly. The model's mode is restored."""
+    when the model still classifies its adversarial image correctly; for ``autoattack`` it must also survive the
+    package's AutoAttack evaluation (``delusive eval --attack autoattack``: every component that evaluation
+    runs). The model's mode is restored."""
     ds = as_dataset(data)
     x, y = ds.tensors()
     with runtime.eval_mode(model):
@@ -61,6 +63,15 @@ def evaluate(model: nn.Module, data: DataLike, *, attack: str | None = "autoatta
     xs, ys = x[idx], y[idx]
     adv = torch.cat([atk(xs[i : i + 500], ys[i : i + 500]) for i in range(0, len(idx), 500)]) if len(idx) else xs
     with runtime.eval_mode(model):
-        robust = float((predict(model, adv) == ys).float().mean()) if len(idx) else 0.0
+        ok = predict(model, adv) == ys
+    if attack == "autoattack" and len(idx):
+        # the package's AutoAttack evaluation (the same call as `delusive eval --attack autoattack`, with every
+        # component it runs) also has its say: an example is robust only if it survives both
+        from delusive.evaluation.attacks import robust_correct
+
+        gen = runtime.generator(seed, runtime.device_of(model))
+        ok &= robust_correct(model, xs, ys, atk.threat, "autoattack", steps=getattr(atk, "steps", None),
+                             generator=gen).to(ok.device)
+    robust = float(ok.float().mean()) if len(idx) else 0.0
     info = {"name": attack, "threat": repr(atk.threat), "steps": getattr(atk, "steps", None), "seed": seed}
     return Evaluation(natural, robust, per_class, adv, idx, info)
