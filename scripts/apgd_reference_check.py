@@ -11,7 +11,8 @@ torchattacks is not a dependency of the project: install it into a throwaway fol
     pip install --no-deps --target /tmp/ta torchattacks==3.5.1
     python scripts/apgd_reference_check.py RUN_DIR --torchattacks-path /tmp/ta [--limit 500] [--device auto]
 
-``RUN_DIR`` is a ``delusive train --out`` folder (model.pt + model.json). The threat model is ``--norm/--eps``,
+``RUN_DIR`` is a ``delusive train --out`` folder (model.safetensors or model.pt, + model.json). The threat
+model is ``--norm/--eps``,
 else the run's evaluation threat from config.json, else the dataset's default budget. Exit status 1 when the
 difference exceeds ``--tolerance`` points.
 """
@@ -64,7 +65,7 @@ def _torchattacks_robust(ta: Any, model: torch.nn.Module, x: torch.Tensor, y: to
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", type=Path, help="a delusive train --out folder (model.pt + model.json)")
+    p.add_argument("run_dir", type=Path, help="a delusive train --out folder (model weights + model.json)")
     p.add_argument("--torchattacks-path", required=True, type=Path,
                    help="folder holding the torchattacks package (pip install --no-deps --target DIR ...)")
     p.add_argument("--dataset", default=None, help="test set to use (default: the run's dataset, else fashion-mnist)")

@@ -36,6 +36,14 @@ if ! "$PY" -c "import ray" 2>/dev/null; then
   "$PY" -c "import ray, torch; assert torch.__version__.split('+')[0] == '$TORCH_VERSION'"
 fi
 
+# the libraries the tests check our files against (dev extra): installed by the editable install above, checked
+# again here so an older virtualenv gets them too; none of them pulls torch
+if ! "$PY" -c "import datasets, safetensors, tensorboard" 2>/dev/null; then
+  say "installing datasets, safetensors and tensorboard (dev extra: Hugging Face export, safetensors, --log tests)"
+  "${PIP[@]}" install "datasets>=2.14" "safetensors>=0.4" "tensorboard>=2.10" 2>&1 | grep -v "^WARNING: Location" || true
+  "$PY" -c "import datasets, safetensors, torch; assert torch.__version__.split('+')[0] == '$TORCH_VERSION'"
+fi
+
 FMNIST=/usr/share/datasets/fashion-mnist
 if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ] && [ -z "${DELUSIVE_DATA:-}" ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -29,7 +29,7 @@ def test_train_writes_model_config_and_metrics(trained):
     assert m["natural_accuracy"] > 0.5
     cfg = json.loads((trained / "config.json").read_text())
     assert cfg["train_size"] == 2000 and cfg["defense"]["name"] == "standard"
-    assert (trained / "model.pt").exists() and (trained / "model.json").exists()
+    assert (trained / "model.safetensors").exists() and (trained / "model.json").exists()
 
 
 def test_eval_on_saved_model(trained, tmp_path, capsys):

@@ -21,7 +21,7 @@ ARGS = ["train", "--dataset", "synthetic", "--model", "mlp", "--train-subset", "
 
 
 def _weights(d: Path) -> dict[str, torch.Tensor]:
-    model, _ = load_model(d / "model.pt")
+    model, _ = load_model(d)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

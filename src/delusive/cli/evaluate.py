@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
-from delusive.cli.common import UsageError, add_data_args, add_device_args, resolve_budget
+from delusive.cli.common import (
+    UsageError,
+    add_data_args,
+    add_device_args,
+    add_test_fraction,
+    holdout_of,
+    resolve_budget,
+)
 from delusive.cli.train import add_eval_args
-from delusive.data import load_dataset
+from delusive.data import holdout_split, load_dataset
 from delusive.evaluation import evaluate
 from delusive.models import load_model
 from delusive.runtime import describe_device, prepare_model, resolve_device, resolve_precision
@@ -18,13 +26,15 @@ from delusive.utils import atomic_write_json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a saved model on clean test data")
-    p.add_argument("model", help="model.pt or the directory holding it")
+    p.add_argument("model", help="a run directory (model.safetensors or model.pt, with model.json) or the weights file")
     add_data_args(p, dataset_required=False)
     p.add_argument("--split", default="test")
     add_eval_args(p)
+    add_test_fraction(p, "evaluate on it (default: the held-out split the model was trained with, if any)")
     p.add_argument("--seed", type=int, default=0, help="seed of the robust subset and the attacks' random starts")
     add_device_args(p)
-    p.add_argument("--out", default=None, help="also write the metrics as JSON here")
+    p.add_argument("--out", default=None, help="also write the metrics as JSON to this file")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     p.set_defaults(func=run)
 
 
@@ -38,23 +48,66 @@ def run(args: argparse.Namespace) -> int:
     dataset = args.dataset or meta.get("dataset")
     if not dataset:
         raise UsageError("--dataset: the model does not record its dataset; give --dataset")
-    data = load_dataset(dataset, args.split, root=args.data_root)
+    holdout = holdout_of(args) or (meta.get("holdout") if dataset == meta.get("dataset") else None)
+    if holdout and args.split == "test":  # the part of the training split that the run held out
+        data = holdout_split(load_dataset(dataset, "train", root=args.data_root), float(holdout["fraction"]),
+                             int(holdout["seed"]))[1]
+    else:
+        data = load_dataset(dataset, args.split, root=args.data_root)
+    check_class_names(meta.get("class_names"), data, f"--dataset {dataset}")
     norm, eps = args.eval_norm, args.eval_eps
     trained = _trained_threat(Path(args.model))
     if norm is None and eps is None and trained is not None:  # evaluate at the budget the run was evaluated at
         norm, eps = trained
     threat = make_threat(*resolve_budget(dataset, norm, eps, "--eval-eps"))
+    t0 = time.perf_counter()
     metrics = evaluate(model, data, threat, steps=args.eval_steps, restarts=args.eval_restarts,
                        robust_limit=args.robust_subset, seed=args.seed, attack=args.eval_attack,
                        precision=resolve_precision(args.precision, device))
     metrics["device"] = describe_device(device)
+    metrics["eval_time_s"] = time.perf_counter() - t0
+    names = data.classes or tuple(meta.get("class_names") or ()) or tuple(str(k) for k in range(data.num_classes))
+    metrics["class_names"] = list(names)
     if args.out:
         atomic_write_json(args.out, metrics)
-    print(json.dumps({k: v for k, v in metrics.items() if k not in ("robust_attack", "device")}, indent=2))
-    att = metrics["robust_attack"]
-    print(f"robust accuracy by {att['attack']} ({att['steps']} steps, {threat!r}) on {metrics['n_robust']} test "
-          f"images (seeded, class-stratified) on {metrics['device']['device']}")
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    print(format_table(metrics, f"{dataset} [{args.split}]", threat))
     return 0
+
+
+def check_class_names(recorded: object, data: object, option: str) -> None:
+    """Refuse data whose classes are not the model's: labels would be scored against the wrong names."""
+    classes = getattr(data, "classes", None)
+    k = getattr(data, "num_classes", None)
+    if isinstance(recorded, list) and recorded and classes is not None and list(classes) != list(recorded):
+        raise ValueError(f"{option}: its classes ({', '.join(classes[:6])}{', …' if len(classes) > 6 else ''}) "
+                         f"are not the model's ({', '.join(map(str, recorded[:6]))}"
+                         f"{', …' if len(recorded) > 6 else ''}); evaluate on the data the model was trained for")
+    if isinstance(recorded, list) and recorded and k is not None and len(recorded) != k:
+        raise ValueError(f"{option}: {k} classes, the model has {len(recorded)}")
+
+
+def _pct(v: object) -> str:
+    return "—" if v is None else f"{100 * float(v):6.2f}%"  # type: ignore[arg-type]
+
+
+def format_table(metrics: dict, data_text: str, threat: object) -> str:
+    """The metrics as a table people read: accuracies in percent, per class with the class names."""
+    att = metrics.get("robust_attack") or {}
+    lines = [f"data      {data_text}: {metrics['n_test']} images",
+             f"natural   {_pct(metrics['natural_accuracy'])}"]
+    if "robust_accuracy" in metrics:
+        lines.append(f"robust    {_pct(metrics['robust_accuracy'])}   {att.get('attack')}-{att.get('steps')} within "
+                     f"{threat!r} on {metrics['n_robust']} test images (seeded, class-stratified)")
+    names = metrics.get("class_names") or []
+    width = max([len(str(n)) for n in names] + [5])
+    lines.append("per class (natural accuracy):")
+    for name, acc in zip(names, metrics.get("per_class_accuracy", []), strict=False):
+        lines.append(f"  {str(name):<{width}}  {_pct(acc)}")
+    lines.append(f"evaluated in {metrics['eval_time_s']:.1f}s on {metrics['device']['device']}")
+    return "\n".join(lines)
 
 
 def _trained_threat(model_path: Path) -> tuple[str, str] | None:

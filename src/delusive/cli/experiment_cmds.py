@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("spec", help="experiment spec (YAML)")
     s.add_argument("--out", required=True, help="run directory (content-addressed store; rerun to resume)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec value, e.g. train.epochs=1")
-    s.add_argument("--max-cells", type=positive_int("--max-cells"), default=None, help=argparse.SUPPRESS)
+    s.add_argument("--max-cells", type=positive_int("--max-cells"), default=None,
+                   help="run at most N of the cells still to do (a quick trial of a spec; rerun to continue)")
     _run_args(s)
     s.set_defaults(func=run_sweep_cmd)
 
@@ -36,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a preset value, e.g. train.epochs=1 or data_root=/data (smoke runs)")
-    p.add_argument("--max-cells", type=positive_int("--max-cells"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--max-cells", type=positive_int("--max-cells"), default=None,
+                   help="run at most N of the cells still to do (a quick trial of a preset; rerun to continue)")
     _run_args(p)
     p.set_defaults(func=run_reproduce)
 

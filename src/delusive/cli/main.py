@@ -112,10 +112,23 @@ def user_error(e: BaseException) -> str | None:
     return None
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """A warning as one line ``delusive: warning: ...`` (no source path: the user cannot act on ours);
+    ``DELUSIVE_TRACEBACK=1`` keeps Python's format, with the file and line."""
+    if os.environ.get("DELUSIVE_TRACEBACK"):
+        return _PYTHON_FORMAT(message, category, filename, lineno, line)
+    return f"delusive: warning: {_one_line(str(message))}\n"
+
+
+_PYTHON_FORMAT = warnings.formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.simplefilter("default")
+    previous_format, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
@@ -129,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"delusive: error: {message}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = previous_format
     return 0
 
 

@@ -19,20 +19,22 @@ from delusive.cli.common import (
     UsageError,
     add_data_args,
     add_device_args,
+    add_test_fraction,
     check_budget,
     fraction_text,
+    holdout_of,
     nonneg_int,
     parse_params,
     positive_float,
     positive_int,
     resolve_budget,
 )
-from delusive.data import dataset_info, load_dataset
+from delusive.data import dataset_info
 from delusive.defenses import CHECKPOINT, SCHEDULES, TrainConfig, create_objective, objective_names
 from delusive.defenses.recipe import DEFAULT_EPS_RAMP, DEFAULT_LR_WARMUP, resolve_recipe
 from delusive.evaluation.attacks import ATTACK_NAMES
 from delusive.experiments.pipeline import SELECTIONS, EvalPlan, RunOptions, train_and_evaluate
-from delusive.experiments.poisoning import clean_training_set, seeded_subset
+from delusive.experiments.poisoning import clean_training_set, seeded_subset, split_pair
 from delusive.models import DEFAULT_MODEL, classifier_names
 from delusive.threat import NORMS, covers, make_threat
 from delusive.utils import atomic_write_json, config_hash
@@ -66,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "for standard training), val_natural, val_robust or last")
     p.add_argument("--eval-every", type=positive_int("--eval-every"), default=EvalPlan.epoch_every,
                    help="robust test accuracy (cheap PGD-10 on a seeded subset) every N epochs and at the last")
+    add_test_fraction(p, "train on the rest")
+    p.add_argument("--log", choices=("none", "tensorboard"), default="none",
+                   help="also log the run for TensorBoard in OUT/tensorboard (needs the tensorboard extra)")
     add_device_args(p, compile_flag=True)
     p.add_argument("--out", required=True, help="output directory (resumes if it holds a checkpoint of this run)")
     p.set_defaults(func=run)
@@ -153,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
+    if args.log == "tensorboard":
+        from delusive.experiments.tensorboard_log import require_tensorboard
+
+        require_tensorboard()
     info = dataset_info(args.dataset)
     objective = build_objective(args, args.dataset)
     try:
@@ -178,7 +187,11 @@ def run(args: argparse.Namespace) -> int:
     train_set, poison_meta = load_training_set(args)
     if train_set.num_classes < 2:  # refused before --out is created (create_model would refuse it later)
         raise ValueError(f"--dataset {args.dataset}: num_classes: must be >= 2, got {train_set.num_classes}")
-    test_set = load_dataset(args.dataset, "test", root=args.data_root)
+    holdout = holdout_of(args)
+    test_set = split_pair(args.dataset, args.data_root, holdout)[1]
+    if test_set is None:
+        raise UsageError(f"--dataset {args.dataset}: no test split (no test/ folder); hold one out with "
+                         "--test-fraction 0.2, or put class folders inside train/ and test/")
     if args.train_subset is not None and args.train_subset > len(train_set):
         warnings.warn(f"--train-subset {args.train_subset} is larger than the training split ({len(train_set)} "
                       "images); training on all of them", stacklevel=1)
@@ -186,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     config: dict[str, Any] = {
         "dataset": args.dataset, "train_size": len(train_set), "train_sha256": train_set.sha256(),
-        "test_sha256": test_set.sha256(), "poison": poison_meta, "model": args.model,
+        "test_sha256": test_set.sha256(), "poison": poison_meta, **({"holdout": holdout} if holdout else {}),
+        "model": args.model,
         "defense": objective.describe(), "train": cfg.to_dict(), "eval": plan.to_dict(),
         "versions": versions(),
     }
@@ -201,34 +215,60 @@ def run(args: argparse.Namespace) -> int:
     if (out / CHECKPOINT).exists():  # fit checks that it is this run's (and refuses it otherwise)
         print(f"resuming from {out / CHECKPOINT}", file=sys.stderr)
     metrics = train_and_evaluate(args.model, train_set, test_set, objective, cfg, plan, out, run_opts,
-                                 desc="train", model_meta={"dataset": args.dataset, "run_id": config["run_id"]})
+                                 desc="train", model_meta={"dataset": args.dataset, "run_id": config["run_id"],
+                                             **({"holdout": holdout} if holdout else {})})
     metrics.pop("model")
-    metrics.pop("history")
+    history = metrics.pop("history")
     metrics["run_id"] = config["run_id"]
     if not runtime.is_main():
         return 0
     atomic_write_json(out / "metrics.json", metrics)
+    if args.log == "tensorboard":
+        from delusive.experiments.tensorboard_log import write_run
+
+        print(f"tensorboard log: {write_run(out / 'tensorboard', history, metrics)}", file=sys.stderr)
     att = metrics["robust_attack"]
     print(f"natural_accuracy {metrics['natural_accuracy']:.4f}  robust_accuracy {metrics['robust_accuracy']:.4f} "
           f"({threat!r}, {att['attack']}-{att['steps']}, {metrics['n_robust']} test images)  epoch "
-          f"{metrics['selected_epoch']}/{cfg.epochs} ({metrics['selection']})  train time "
-          f"{metrics['train_time_s']:.1f}s on {metrics['device']['device']}")
+          f"{metrics['selected_epoch']}/{cfg.epochs} ({metrics['selection']})  {_times(metrics)} on "
+          f"{metrics['device']['device']}")
     if metrics.get("collapsed"):
         print(f"COLLAPSED: the selected model is a constant predictor (flagged from epoch "
               f"{metrics['collapse_epoch']}); metrics.json records it and reports mark it", file=sys.stderr)
     return 0
 
 
+def _times(metrics: dict[str, Any]) -> str:
+    """Training and evaluation time apart: the final robust evaluation can cost far more than training."""
+    train_s = float(metrics.get("train_time_s") or 0.0)
+    loop_s = float(metrics.get("train_eval_time_s") or train_s)
+    wall_s = float(metrics.get("wall_time_s") or loop_s)
+    per_epoch, final = max(loop_s - train_s, 0.0), max(wall_s - loop_s, 0.0)
+    return (f"train time {train_s:.1f}s, evaluation time {per_epoch + final:.1f}s (per-epoch {per_epoch:.1f}s, "
+            f"final {final:.1f}s)")
+
+
 def load_training_set(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The clean training split, or the poison artifact given by --poison after verifying it against the
     clean split it claims to come from (refusing it when it breaks its budget)."""
     if args.poison is None:
-        return load_dataset(args.dataset, "train", root=args.data_root), None
+        return split_pair(args.dataset, args.data_root, holdout_of(args))[0], None
     art = load_artifact(args.poison)
-    if art.manifest["dataset"] != args.dataset:
+    recorded_holdout = art.manifest.get("holdout")
+    if recorded_holdout and args.test_fraction is None:  # the artifact's held-out split is the run's test split
+        args.test_fraction, args.split_seed = recorded_holdout["fraction"], recorded_holdout["seed"]
+    if (recorded_holdout or None) != holdout_of(args):
+        raise UsageError(f"--test-fraction: the artifact was crafted with held-out split {recorded_holdout}, "
+                         f"not {holdout_of(args)}; give the same --test-fraction/--split-seed (or none)")
+    folders = art.manifest["dataset"].startswith("folder:") and args.dataset.startswith("folder:")
+    if art.manifest["dataset"] != args.dataset and not folders:  # a folder's identity is its content hash
         raise UsageError(f"--poison: the artifact was made from {art.manifest['dataset']!r}, "
                          f"not --dataset {args.dataset!r}")
-    clean = clean_training_set(args.dataset, args.data_root, art.manifest.get("subset"))
+    clean = clean_training_set(args.dataset, args.data_root, art.manifest.get("subset"), recorded_holdout)
+    recorded = art.manifest.get("class_names")
+    if isinstance(recorded, list) and clean.classes is not None and list(clean.classes) != recorded:
+        raise UsageError(f"--poison {args.poison}: the artifact's classes ({', '.join(recorded[:6])}) are not "
+                         f"--dataset {args.dataset}'s ({', '.join(clean.classes[:6])})")
     report = verify_artifact(art, clean)  # the bytes verified are the bytes trained on
     if not report.ok:
         raise UsageError(f"--poison {args.poison}: verification failed: " + "; ".join(report.problems))

@@ -4,7 +4,7 @@ Layer rule: this package imports only ``delusive.utils`` from delusive (plus num
 """
 
 from delusive.data.catalog import DATASETS, DatasetInfo, dataset_info, fetch, load_dataset, search_roots
-from delusive.data.dataset import ArrayDataset, make_synthetic
+from delusive.data.dataset import ArrayDataset, holdout_split, make_synthetic
 from delusive.data.errors import DataError, DataNotFoundError
 from delusive.data.loader import TensorLoader, crop_with_offsets, random_crop, random_hflip
 
@@ -19,6 +19,7 @@ __all__ = [
     "dataset_info",
     "fetch",
     "load_dataset",
+    "holdout_split",
     "make_synthetic",
     "random_crop",
     "random_hflip",

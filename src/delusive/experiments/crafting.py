@@ -15,7 +15,7 @@ from torch import nn
 from delusive import runtime
 from delusive.data import ArrayDataset
 from delusive.defenses import Standard, TrainConfig
-from delusive.models import load_model, model_hash
+from delusive.models import load_model, model_file, model_hash
 from delusive.utils import config_hash
 
 CRAFTING_DEFAULTS: dict[str, Any] = {"epochs": 3}
@@ -44,7 +44,7 @@ def get_crafting_model(train: ArrayDataset, arch: str, cfg: TrainConfig, cache_d
         ident["val_size"] = int(val_size)
     key = config_hash(ident)
     d = cache_root(cache_dir) / "crafting" / key
-    path = d / "model.pt"
+    path = model_file(d)
     if path.exists() and path.with_suffix(".json").exists():
         model, meta = load_model(path)
         if (d / "metrics.json").exists():  # how long the cached model took to train (Table 1's cost)
@@ -56,7 +56,7 @@ def get_crafting_model(train: ArrayDataset, arch: str, cfg: TrainConfig, cache_d
         rec = train_and_evaluate(arch, train, None, Standard(), cfg, plan, d, RunOptions(device=device),
                                  desc="crafting model", model_meta={"train": cfg.to_dict(),
                                                                     "data_sha256": train.sha256()})
-        model, meta = load_model(path)
+        model, meta = load_model(d)
         meta = {**meta, "train_time_s": rec["train_time_s"]}
     info = {"arch": arch, "sha256": model_hash(model), "cache_key": key, "train": cfg.to_dict(),
             "selected_epoch": meta.get("selected_epoch"), "val_size": int(val_size),

@@ -3,7 +3,7 @@
 Steps: hold out a seeded validation split of the (possibly poisoned) training set, build the model on the
 chosen device, train with the objective (resuming from ``out``), evaluate each epoch lightly, select an epoch
 on the validation split, evaluate the selected model on clean test data with the final attack, and write
-``model.pt``, ``history.json`` and ``metrics.json``.
+``model.safetensors`` (+ ``model.json``), ``history.json`` and ``metrics.json``.
 
 Model selection follows the reference: the defender only has the training set, so the epoch is chosen on a
 held-out part of it — on validation *robust* accuracy (PGD) for adversarial-training defenses, on natural
@@ -233,9 +233,10 @@ def train_and_evaluate(
         "device": runtime.describe_device(device), "precision": precision, "compiled": run.compile,
     })
     spec = {"arch": arch, "num_classes": train.num_classes, "in_channels": c,
-            "image_size": size if isinstance(size, int) else list(size)}
+            "image_size": size if isinstance(size, int) else list(size),
+            "class_names": list(train.classes or (str(k) for k in range(train.num_classes)))}
     if runtime.is_main():
-        save_model(model, out / "model.pt", spec, {**(model_meta or {}), "selected_epoch": selected_epoch})
+        save_model(model, out / "model.safetensors", spec, {**(model_meta or {}), "selected_epoch": selected_epoch})
         atomic_write_json(out / "history.json", hist)
         atomic_write_json(out / "metrics.json", metrics)
     metrics["history"] = hist

@@ -13,8 +13,8 @@ from torch import nn
 
 from delusive import runtime
 from delusive.attacks import ATTACKS, PoisonArtifact, build_artifact, create_attack, save_artifact
-from delusive.attacks.defaults import default_attack_params
-from delusive.data import ArrayDataset, load_dataset
+from delusive.attacks.defaults import default_attack_params, resolve_schedule
+from delusive.data import ArrayDataset, holdout_split, load_dataset
 from delusive.experiments.crafting import crafting_config, describe_user_model, get_crafting_model
 from delusive.threat import ThreatModel
 from delusive.utils import atomic_write_json
@@ -86,9 +86,42 @@ def clean_pool(dataset: str, data_root: str | None, subset: dict[str, int] | Non
     return full.subset(np.flatnonzero(keep))
 
 
-def clean_training_set(dataset: str, data_root: str | None, subset: dict[str, int] | None) -> ArrayDataset:
-    """The clean training set an artifact was made from (``subset`` as recorded in its manifest)."""
+def clean_dataset_of(manifest: dict[str, Any]) -> str:
+    """The clean dataset an artifact names, usable from any working directory: a ``folder:`` path as typed
+    when it still exists from here, else the resolved path recorded at crafting time; if neither exists, a
+    ``FileNotFoundError`` saying where the folder was and how to point at its new place."""
+    dataset = str(manifest["dataset"])
+    if not dataset.startswith("folder:") or Path(dataset.removeprefix("folder:")).is_dir():
+        return dataset
+    recorded = manifest.get("source_path")
+    if isinstance(recorded, str) and Path(recorded).is_dir():
+        return f"folder:{recorded}"
+    where = f" (crafted from {recorded})" if isinstance(recorded, str) else ""
+    raise FileNotFoundError(f"the artifact's clean folder {dataset.removeprefix('folder:')!r} is not here{where}; "
+                            f"if it moved, pass --clean-dataset folder:NEW_PATH (its content hash is checked)")
+
+
+def split_pair(dataset: str, data_root: str | None, holdout: dict[str, Any] | None
+               ) -> tuple[ArrayDataset, ArrayDataset | None]:
+    """(train, test) of ``dataset``: its own splits, or with ``holdout`` ({fraction, seed}) a seeded,
+    class-stratified part of its training split held out as the test split (a folder with one split).
+    The test part is None when the dataset has no test split and no holdout is asked for."""
+    full = load_dataset(dataset, "train", root=data_root)
+    if holdout:
+        return holdout_split(full, float(holdout["fraction"]), int(holdout["seed"]))
+    from delusive.data import dataset_info
+
+    if "test" not in dataset_info(dataset).splits:
+        return full, None
+    return full, load_dataset(dataset, "test", root=data_root)
+
+
+def clean_training_set(dataset: str, data_root: str | None, subset: dict[str, int] | None,
+                       holdout: dict[str, Any] | None = None) -> ArrayDataset:
+    """The clean training set an artifact was made from (``subset`` and ``holdout`` as in its manifest)."""
     ds = load_dataset(dataset, "train", root=data_root)
+    if holdout:
+        ds = holdout_split(ds, float(holdout["fraction"]), int(holdout["seed"]))[0]
     if subset:
         ds = seeded_subset(ds, int(subset["size"]), int(subset["seed"]))
     return ds
@@ -113,15 +146,20 @@ def make_poison(
     model: nn.Module | None = None,
     model_info: dict[str, Any] | None = None,
     device: str = "auto",
+    schedule: str = "auto",
+    holdout: dict[str, Any] | None = None,
 ) -> PoisonArtifact:
     """Craft ``attack`` on the clean training split of ``dataset`` and write a verified artifact to ``out``.
-    Crafting runs on ``device`` (the crafting model is moved there); the artifact is the same file anywhere."""
+    Crafting runs on ``device`` (the crafting model is moved there); the artifact is the same file anywhere.
+    ``schedule`` (auto, cpu, reference; ``reference_schedule`` is ``reference``) picks the attack's default
+    hyperparameters, ``auto`` by the size of the images (:func:`delusive.attacks.defaults.auto_schedule`)."""
     ATTACKS.get(attack)
-    params = default_attack_params(attack, dataset, reference_schedule)
+    subset = {"size": int(train_subset), "seed": int(seed)} if train_subset else None
+    train = clean_training_set(dataset, data_root, subset, holdout)
+    chosen = resolve_schedule("reference" if reference_schedule else schedule, train.shape)
+    params = default_attack_params(attack, schedule=chosen)
     params.update(attack_params or {})
     atk = create_attack(attack, **params)
-    subset = {"size": int(train_subset), "seed": int(seed)} if train_subset else None
-    train = clean_training_set(dataset, data_root, subset)
     info: dict[str, Any] | None = None
     if atk.needs_model:
         if model is not None:
@@ -136,7 +174,10 @@ def make_poison(
     out.mkdir(parents=True, exist_ok=True)
     # an older artifact in ``out`` stops being valid the moment a new crafting run starts in it
     (out / "manifest.json").unlink(missing_ok=True)
-    print(f"crafting {attack} on {dataset} ({len(train)} images, {threat!r}) -> {out}", file=sys.stderr)
+    how = "auto: " if schedule == "auto" and not reference_schedule else ""
+    print(f"crafting {attack} on {dataset} ({len(train)} images {'×'.join(map(str, train.shape))}) within "
+          f"{threat.norm_name} eps={threat.eps_text}, {chosen} schedule ({how}{_schedule_text(atk.params())}) -> "
+          f"{out}", file=sys.stderr)
     if not atk.needs_model and hasattr(atk, "device"):  # attacks that train their own networks (L2C)
         atk.device = runtime.resolve_device(device)
     t0 = time.perf_counter()
@@ -146,7 +187,8 @@ def make_poison(
     described = None if info is None else {k: v for k, v in info.items() if k != "train_time_s"}
     art = build_artifact(train, result.x, threat, attack=attack, attack_params=atk.params(), dataset=dataset,
                          seed=seed, storage=storage, class_deltas=result.class_deltas, crafting_model=described,
-                         extra={"subset": subset, **result.extra})
+                         extra={"subset": subset, "schedule": chosen, **({"holdout": holdout} if holdout else {}),
+                                **_source(dataset, data_root, train), **result.extra})
     save_artifact(art, out)
     # Table 1's two costs: training what the attack needs (crafting model / generator; 0 for P5) and generating
     timing = {"craft_time_s": craft_time, **result.timing}
@@ -156,3 +198,17 @@ def make_poison(
         "train_generator_s", 0.0)))
     atomic_write_json(out / "timing.json", timing)
     return art
+
+
+def _schedule_text(params: dict[str, Any]) -> str:
+    keys = ("steps", "iterations", "trials", "classifier_epochs", "batch_size")
+    return ", ".join(f"{k} {params[k]}" for k in keys if k in params) or "no iterative schedule"
+
+
+def _source(dataset: str, data_root: str | None, train: ArrayDataset) -> dict[str, Any]:
+    """Where the clean set came from, for ``verify`` from any working directory: a ``folder:`` dataset's
+    resolved path and class names (the hash ``source_sha256`` is its identity; the path is only a hint)."""
+    out: dict[str, Any] = {"class_names": list(train.classes) if train.classes else None}
+    if dataset.startswith("folder:"):
+        out["source_path"] = str(Path(dataset.removeprefix("folder:")).resolve())
+    return out

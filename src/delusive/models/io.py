@@ -1,4 +1,6 @@
-"""Save and load trained models without pickle: ``model.pt`` (state dict) + ``model.json`` (how to build it).
+"""Save and load trained models without pickle: ``model.safetensors`` (weights, the field's pickle-free format)
++ ``model.json`` (how to build it: ``arch``, ``num_classes``, ``in_channels``, ``image_size``, ``class_names``).
+Older runs wrote ``model.pt`` (a ``torch.save`` state dict); it is still read, with ``weights_only=True``.
 
 A model file may come from someone else (``--crafting-model``, ``delusive eval``), so loading trusts neither
 file: ``torch.load(weights_only=True)`` refuses any pickled object other than tensors and plain containers
@@ -18,9 +20,12 @@ import torch
 from torch import nn
 
 from delusive.models.registry import create_model
+from delusive.models.safetensors_format import load_file, tensors_to_bytes
 from delusive.utils import atomic_write, atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
 from delusive.utils.safefile import UnsafeFileError, open_regular
 
+#: file names tried, in order, when a model is given as a directory
+MODEL_FILES = ("model.safetensors", "model.pt")
 _UNPICKLER = re.compile(r"WeightsUnpickler error:\s*(.*?)(?:\s+was not an allowed global|\.\s|\n|$)")
 
 
@@ -41,18 +46,38 @@ def model_hash(model: nn.Module) -> str:
     return sha256_bytes(*h)
 
 
+def model_file(path: str | Path) -> Path:
+    """The weights file ``path`` names: itself, or in a directory ``model.safetensors`` else ``model.pt``."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in MODEL_FILES:
+        if (path / name).exists():
+            return path / name
+    return path / MODEL_FILES[0]
+
+
 def save_model(model: nn.Module, path: str | Path, spec: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
-    """Write ``path`` (weights) and ``path`` with suffix .json: ``spec`` = create_model kwargs + provenance,
-    and ``weights_sha256`` (:func:`model_hash`), which :func:`load_model` checks."""
+    """Write ``path`` (weights: safetensors for a ``.safetensors`` suffix, else a ``torch.save`` state dict) and
+    ``path`` with suffix .json: ``spec`` = create_model kwargs + provenance, and ``weights_sha256``
+    (:func:`model_hash`), which :func:`load_model` checks. The safetensors header carries the same description
+    as string metadata (``delusive_config``), so the weights file alone still says how to build the model."""
     path = Path(path)
     for key in ("arch", "num_classes", "in_channels", "image_size"):
         if key not in spec:
             raise ValueError(f"save_model: spec must contain {key!r}")
-    atomic_write_bytes(path, state_dict_bytes(model))
     meta = dict(spec)
     if extra:
         meta.update(extra)
     meta["weights_sha256"] = model_hash(model)  # last: provenance in ``extra`` cannot overwrite it
+    if path.suffix == ".safetensors":
+        import json
+
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        atomic_write_bytes(path, tensors_to_bytes(state, {"format": "pt", "delusive_config": json.dumps(
+            meta, sort_keys=True, default=str)}))
+    else:
+        atomic_write_bytes(path, state_dict_bytes(model))
     atomic_write_json(path.with_suffix(".json"), meta)
 
 
@@ -81,10 +106,9 @@ def _torch_load(path: Path, what: str) -> Any:
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a saved model in eval mode and return it with its spec, refusing a file whose weights do not
-    hash to the ``weights_sha256`` recorded when it was saved."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
+    hash to the ``weights_sha256`` recorded when it was saved. ``path`` is a weights file (``.safetensors`` or
+    ``.pt``) or a directory holding ``model.safetensors`` (preferred) or ``model.pt``."""
+    path = model_file(path)
     meta_path = path.with_suffix(".json")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file")
@@ -97,7 +121,15 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         model = create_model(meta["arch"], meta["num_classes"], meta["in_channels"], meta["image_size"], seed=None)
     except (KeyError, ValueError, TypeError) as e:
         raise ValueError(f"{meta_path}: cannot build the described model ({type(e).__name__}: {e})") from None
-    state = _torch_load(path, "model checkpoint")
+    if path.suffix == ".safetensors":
+        try:
+            state, _ = load_file(path)
+        except UnsafeFileError:
+            raise
+        except ValueError as e:
+            raise ValueError(f"{path}: not a valid delusive model checkpoint ({e})") from None
+    else:
+        state = _torch_load(path, "model checkpoint")
     try:
         model.load_state_dict(state)
     except Exception as e:  # noqa: BLE001 - missing / unexpected keys, wrong shapes, not a dict
