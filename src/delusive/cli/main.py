@@ -112,10 +112,17 @@ def user_error(e: BaseException) -> str | None:
     return None
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """Warnings on the command line: one ``delusive: warning: ...`` line, without the source line."""
+    return f"delusive: warning: {_one_line(str(message))}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.simplefilter("default")
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
