@@ -270,7 +270,8 @@ def test_parameters_untouched_and_grad_flags_restored(trained):
 
 def test_bad_options_name_the_option(trained):
     model, x, y = trained
-    with pytest.raises(ValueError, match="attack: expected one of pgd, apgd-ce, apgd-t, fab-t, square, apgd, autoattack, got 'fab'"):
+    with pytest.raises(ValueError, match="attack: expected one of pgd, apgd-ce, apgd-t, fab-t, square, apgd, "
+                                         "autoattack, got 'fab'"):
         robust_correct(model, x, y, LinfBall(0.1), "fab")
     with pytest.raises(ValueError, match="loss: expected one of ce, dlr, dlr-targeted, got 'margin'"):
         apgd(model, x, y, LinfBall(0.1), loss="margin")
