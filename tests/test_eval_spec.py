@@ -216,3 +216,13 @@ def test_constant_model_through_the_cli_warns_in_one_line(tmp_path):
     assert len(lines) == 2 and all(ln.startswith("delusive: warning: self-check: ") for ln in lines), proc.stderr
     assert "predicts class 0 for all 500 test images" in lines[0] and "gradient is zero" in lines[1]
     assert not [ln for ln in proc.stderr.splitlines() if "warnings.warn" in ln]  # no source line
+
+
+def test_natural_only_evaluation_still_flags_a_constant_predictor(synth, synth_model):
+    with pytest.warns(UserWarning, match="self-check: the model predicts class 0 for all 600 test images"):
+        m = evaluate(Constant(), synth)
+    assert "eval_spec" not in m and "robust_accuracy" not in m
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        evaluate(synth_model, synth)
+    assert not [w for w in seen if "self-check" in str(w.message)]  # control

@@ -162,6 +162,12 @@ def evaluate(
         "per_class_accuracy": per_class_accuracy(preds, y, data.num_classes),
         "n_test": n_nat,
     }
+    if threat is None and self_checks:  # nothing to attack; a constant predictor is still worth a word
+        from delusive.evaluation.selfcheck import constant_predictions
+
+        note = constant_predictions(preds)
+        if note is not None:
+            warnings.warn(note, stacklevel=2)
     if threat is not None:
         if robust_limit is not None and robust_limit > y.shape[0]:
             warnings.warn(f"robust subset {robust_limit} is larger than the test split ({y.shape[0]} images); "
