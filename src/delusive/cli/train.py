@@ -99,7 +99,7 @@ def add_eval_args(p: argparse.ArgumentParser, attack_option: str = "--attack", d
                    help="robust-accuracy budget (train: the defense's; eval: the budget the run was trained and "
                    "evaluated at, from its config.json, else the dataset's default)")
     p.add_argument("--eval-steps", type=positive_int("--eval-steps"), default=None,
-                   help="attack iterations (default: 20 for pgd, 100 for the APGD attacks)")
+                   help="attack iterations (default: 20 for pgd, 100 for APGD and FAB-T; Square counts --eval-queries)")
     p.add_argument("--eval-restarts", type=positive_int("--eval-restarts"), default=1)
     p.add_argument("--eval-queries", type=positive_int("--eval-queries"), default=None,
                    help="Square's query budget (default 5000, AutoAttack's)")
