@@ -194,17 +194,18 @@ def test_apgd_ce_at_least_as_strong_as_pgd20_and_autoattack_strongest(trained):
     threat = LinfBall(0.2)
     with torch.no_grad():
         clean = model(x).argmax(1) == y
-    acc = {a: robust_correct(model, x, y, threat, a, generator=runtime.generator(0), batch_size=64)
+    acc = {a: robust_correct(model, x, y, threat, a, generator=runtime.generator(0), batch_size=64, queries=300)
            for a in ATTACK_NAMES}
     n = {a: int(v.sum()) for a, v in acc.items()}
     assert n["apgd-ce"] <= n["pgd"]
-    assert n["autoattack"] <= n["apgd-ce"] <= int(clean.sum())
-    assert n["autoattack"] <= n["apgd-t"]
+    assert n["autoattack"] <= n["apgd"] <= n["apgd-ce"] <= int(clean.sum())
+    assert n["apgd"] <= n["apgd-t"] and n["autoattack"] <= min(n["fab-t"], n["square"])
     assert 0 < n["apgd-ce"] < int(clean.sum())  # a budget where the comparison means something
     for v in acc.values():  # robust implies clean-correct, per example
         assert not bool((v & ~clean).any())
-    # autoattack's first stage is this same APGD-CE run, so its survivors are a subset of APGD-CE's
-    assert not bool((acc["autoattack"] & ~acc["apgd-ce"]).any())
+    # the ensembles' first stage is this same APGD-CE run, so their survivors are a subset of APGD-CE's
+    assert not bool((acc["autoattack"] & ~acc["apgd-ce"]).any()) and not bool((acc["apgd"] & ~acc["apgd-ce"]).any())
+    assert not bool((acc["autoattack"] & ~acc["apgd"]).any())
 
 
 def test_pgd_attack_is_the_engines_any_iterate_protocol(trained):
@@ -235,7 +236,7 @@ def test_eps_zero_changes_nothing_and_a_positive_eps_does(trained):
     with torch.no_grad():
         clean = model(x).argmax(1) == y
     for attack in ATTACK_NAMES:
-        ok = robust_correct(model, x, y, LinfBall(0.0), attack, steps=5)
+        ok = robust_correct(model, x, y, LinfBall(0.0), attack, steps=5, queries=20)
         assert torch.equal(ok, clean), attack
     res = apgd(model, x, y, L2Ball(0.0), steps=5)
     assert torch.equal(res.x_adv, x) and not bool(res.misclassified[clean].any())
@@ -252,8 +253,8 @@ def test_same_seed_same_result_and_another_seed_differs(trained):
     c = apgd(model, x, y, L2Ball(0.5), generator=runtime.generator(6), **kw)
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.misclassified, b.misclassified)
     assert not torch.equal(a.x_adv, c.x_adv)
-    r1 = robust_correct(model, x, y, LinfBall(0.1), "autoattack", steps=8, generator=runtime.generator(2))
-    r2 = robust_correct(model, x, y, LinfBall(0.1), "autoattack", steps=8, generator=runtime.generator(2))
+    r1 = robust_correct(model, x, y, LinfBall(0.1), "autoattack", steps=8, queries=40, generator=runtime.generator(2))
+    r2 = robust_correct(model, x, y, LinfBall(0.1), "autoattack", steps=8, queries=40, generator=runtime.generator(2))
     assert torch.equal(r1, r2)
 
 
@@ -269,7 +270,8 @@ def test_parameters_untouched_and_grad_flags_restored(trained):
 
 def test_bad_options_name_the_option(trained):
     model, x, y = trained
-    with pytest.raises(ValueError, match="attack: expected one of pgd, apgd-ce, apgd-t, autoattack, got 'fab'"):
+    with pytest.raises(ValueError, match="attack: expected one of pgd, apgd-ce, apgd-t, fab-t, square, apgd, "
+                                         "autoattack, got 'fab'"):
         robust_correct(model, x, y, LinfBall(0.1), "fab")
     with pytest.raises(ValueError, match="loss: expected one of ce, dlr, dlr-targeted, got 'margin'"):
         apgd(model, x, y, LinfBall(0.1), loss="margin")

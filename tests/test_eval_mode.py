@@ -49,16 +49,20 @@ def test_crafting_runs_the_model_in_eval_mode(data, attack, params):
 def test_robust_evaluation_runs_the_model_in_eval_mode(data, attack):
     model = _bn_model()
     x, y = data.tensors()
-    robust_predictions(model, x, y, LinfBall(0.1), steps=2, attack=attack, seed=0)
+    robust_predictions(model, x, y, LinfBall(0.1), steps=2, attack=attack, seed=0, queries=20)
     assert model.training and _untouched(model)
     assert runtime.device_of(model).type == "cpu"
 
 
-def test_autoattack_on_fewer_than_four_classes_is_apgd_ce_and_apgd_t_refuses(data):
+def test_fewer_than_four_classes_apgd_is_apgd_ce_autoattack_skips_apgd_t_and_apgd_t_refuses(data):
     model = _bn_model().eval()
     x, y = data.tensors()
-    aa = robust_predictions(model, x, y, LinfBall(0.05), steps=3, attack="autoattack", seed=1)
+    report: dict = {}
+    aa = robust_predictions(model, x, y, LinfBall(0.05), steps=3, attack="autoattack", seed=1, queries=20,
+                            report=report)
+    assert report["components"] == ["apgd-ce", "fab-t", "square"]
+    ap = robust_predictions(model, x, y, LinfBall(0.05), steps=3, attack="apgd", seed=1)
     ce = robust_predictions(model, x, y, LinfBall(0.05), steps=3, attack="apgd-ce", seed=1)
-    assert torch.equal(aa, ce)
+    assert torch.equal(ap, ce) and not bool((aa & ~ce).any())
     with pytest.raises(ValueError, match="needs at least 4 classes"):
         robust_predictions(model, x, y, LinfBall(0.05), steps=3, attack="apgd-t", seed=1)

@@ -175,7 +175,7 @@ def test_resolved_defaults_are_part_of_the_cell_identity(monkeypatch):
     assert a.isdisjoint(b)
     cell = expand(parse_spec(SMOKE))[0]
     assert cell.config["train"]["lr"] == 0.05 and cell.config["eval"]["restarts"] == 99
-    assert cell.config["eval"]["attack"] == "autoattack"  # the final robust number uses the field's standard
+    assert cell.config["eval"]["attack"] == "apgd"  # APGD-CE + APGD-T by default; presets choose autoattack
 
 
 def test_spec_rejects_defense_without_budget_before_running():

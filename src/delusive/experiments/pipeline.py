@@ -11,7 +11,8 @@ accuracy for standard training (``select: auto``); ``last`` keeps the final epoc
 (``natural_accuracy``, ``robust_accuracy``) are the selected epoch's; ``last_natural_accuracy`` is the final
 epoch's. Per-epoch evaluation is light: natural accuracy every epoch, robust accuracy (``epoch_attack``, a
 cheap PGD) on a seeded class-stratified test subset every ``epoch_every`` epochs and at the last; the final
-robust accuracy uses ``attack`` (AutoAttack's APGD-CE + APGD-T by default).
+robust accuracy uses ``attack`` (``apgd``, AutoAttack's APGD-CE + APGD-T, by default; ``autoattack`` adds
+FAB-T and Square), always in fp32, and records its ``eval_spec``.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class EvalPlan:
 
     norm: str | None = None
     eps: str | None = None
-    attack: str = "autoattack"
-    steps: int | None = None  # None: the attack's default (PGD 20, APGD 100)
+    attack: str = "apgd"  # APGD-CE + APGD-T; "autoattack" adds FAB-T and Square (costly on CPU)
+    steps: int | None = None  # None: the attack's default (PGD 20, APGD and FAB 100)
     rel_step_size: float | None = None  # PGD only; None: 2.5/steps, the reference's 2.5ε/K
     restarts: int = 1
     robust_subset: int | None = 1000
@@ -58,6 +59,7 @@ class EvalPlan:
     epoch_subset: int = 500
     splits: tuple[str, ...] = ()  # further clean splits to report natural accuracy on (e.g. test-randomized)
     probe: bool = False  # linear-probe accuracy of the learned features (rotation SSL, Section 5.2)
+    queries: int | None = None  # Square's queries (None: 5000); left out of to_dict when None (older run ids)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "splits", tuple(self.splits))
@@ -76,6 +78,8 @@ class EvalPlan:
             (isinstance(self.epoch_subset, int) and self.epoch_subset >= 1, "epoch_subset", "an integer >= 1"),
             (all(isinstance(x, str) and x for x in self.splits), "splits", "a list of split names"),
             (isinstance(self.probe, bool), "probe", "true or false"),
+            (self.queries is None or (isinstance(self.queries, int) and self.queries >= 1), "queries",
+             "an integer >= 1 or null (5000)"),
         ]
         for ok, name, allowed in checks:
             if not ok:
@@ -87,7 +91,10 @@ class EvalPlan:
         return None if self.norm is None else make_threat(self.norm, self.eps)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["queries"] is None:
+            del d["queries"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalPlan:
@@ -209,7 +216,7 @@ def train_and_evaluate(
     if test is not None:
         metrics = evaluate(model, test, threat, steps=plan.steps, rel_step_size=plan.rel_step_size,
                            restarts=plan.restarts, robust_limit=plan.robust_subset, seed=cfg.seed,
-                           precision=precision, attack=plan.attack)
+                           precision=precision, attack=plan.attack, queries=plan.queries)
     if extra_tests:
         metrics["split_accuracy"] = {name: natural_accuracy(model, ds, precision=precision)
                                      for name, ds in extra_tests.items()}
