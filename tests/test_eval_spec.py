@@ -187,7 +187,7 @@ def test_evaluate_warns_once_per_problem_and_the_cli_renders_one_line(synth, syn
     # the CLI's rendering: one "delusive: warning: ..." line, no source line
     from delusive.cli import main as cli_main
 
-    text = cli_main._one_line_warning(UserWarning("self-check: a\nb"), UserWarning, "f.py", 3)
+    text = cli_main._format_warning(UserWarning("self-check: a\nb"), UserWarning, "f.py", 3)
     assert text == "delusive: warning: self-check: a b\n"
 
 
