@@ -27,7 +27,7 @@ from torch import nn
 
 from delusive import runtime
 from delusive.data import ArrayDataset
-from delusive.defenses import Objective, TrainConfig, fit
+from delusive.defenses import Objective, TrainConfig, apply_transforms, fit
 from delusive.evaluation import evaluate, natural_accuracy, robust_predictions, stratified_subset
 from delusive.evaluation.attacks import ATTACK_NAMES
 from delusive.models import create_model, load_checkpoint, save_checkpoint, save_model
@@ -151,6 +151,9 @@ def train_and_evaluate(
     precision = runtime.resolve_precision(cfg.precision, device)
     cfg = replace(cfg, precision=precision) if precision != cfg.precision else cfg
     threat = plan.threat()
+    t_transform = time.perf_counter()  # the defense's training-set transforms (jpeg...): once, before the split
+    train = apply_transforms(objective, train, cfg.seed)
+    transform_time = time.perf_counter() - t_transform
     fit_set, val = split_validation(train, plan.val_size, cfg.seed)
     select_on = selection_metric(plan, objective, val is not None)
     c, h, w = train.shape
@@ -226,6 +229,7 @@ def train_and_evaluate(
         # training time excludes the per-epoch evaluation, so defenses compare on what they cost
         "train_time_s": sum(float(r["epoch_time_s"]) for r in hist),
         "train_eval_time_s": result.wall_time_s, "wall_time_s": time.perf_counter() - t0,
+        "transform_time_s": transform_time,
         "device": runtime.describe_device(device), "precision": precision, "compiled": run.compile,
     })
     spec = {"arch": arch, "num_classes": train.num_classes, "in_channels": c,
