@@ -85,7 +85,7 @@ def defense_text(text: str) -> str:
     try:
         split_defense(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"--defense: {e}") from None
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} ({str(e).removeprefix('defense: ')})") from None
     return text
 
 
@@ -173,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     train_set, poison_meta = load_training_set(args)
-    check_transforms(objective, train_set.shape)  # e.g. grayscale on 1-channel data: refused before --out exists
+    try:  # e.g. grayscale on 1-channel data: refused before --out exists
+        check_transforms(objective, train_set.shape)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if train_set.num_classes < 2:  # refused before --out is created (create_model would refuse it later)
         raise ValueError(f"--dataset {args.dataset}: num_classes: must be >= 2, got {train_set.num_classes}")
     test_set = load_dataset(args.dataset, "test", root=args.data_root)

@@ -257,12 +257,16 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
 
 def _validate_components(spec: Spec, source: str) -> None:
     """Build every objective and training config now, so a bad value fails before anything is crafted."""
-    from delusive.defenses import create_defense
+    from delusive.defenses import check_transforms, create_defense
 
     for i, d in enumerate(spec.defenses):
         try:
-            create_defense(d.objective_name, d.norm if d.objective_name != "standard" else None,
-                           d.eps if d.objective_name != "standard" else None, **d.objective_params)
+            objective = create_defense(d.objective_name, d.norm if d.objective_name != "standard" else None,
+                                       d.eps if d.objective_name != "standard" else None, **d.objective_params)
+            for dataset in spec.datasets:  # e.g. grayscale on a 1-channel set, refused before anything runs
+                shape = dataset_info(dataset).shape if _known(dataset) else (0, 0, 0)
+                if shape[0]:
+                    check_transforms(objective, shape)
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}.defenses[{i}] ({d.label}): {e}") from None
     for dataset in spec.datasets:
@@ -281,6 +285,14 @@ def _validate_components(spec: Spec, source: str) -> None:
             crafting_train_config(spec, 0)
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}.crafting.train: {e}") from None
+
+
+def _known(dataset: str) -> bool:
+    try:
+        dataset_info(dataset)
+    except (ValueError, TypeError):
+        return False  # reported below, with the dataset's own message
+    return True
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
