@@ -148,7 +148,14 @@ def test_ortho_proj_leaves_images_orthogonal_to_the_fitted_class_directions():
     centred_in = torch.from_numpy(x.reshape(len(x), -1)) - CENTRE
     assert float((centred_out @ q).abs().max()) < 1e-4  # orthogonal to every class direction
     assert float((centred_in @ q).abs().mean()) > 0.05  # control: the raw images are not
-    assert out.x.dtype == np.float32 and out.x.min() >= 0 and out.x.max() <= 1 and 0 < t.last_scale <= 1
+    assert out.x.dtype == np.float32 and out.x.min() >= 0 and out.x.max() <= 1 and t.last_residual < 1e-4
+    # the nearest such image: no valid orthogonal image is closer (the plain projection, clipped, is one
+    # candidate; it is not orthogonal, and the pixel change of the result is no larger than needed)
+    flat_in = torch.from_numpy(x.reshape(len(x), -1))
+    projected = centred_in - (centred_in @ q) @ q.T + CENTRE
+    moved = (torch.from_numpy(out.x.reshape(len(out), -1)) - flat_in).norm(dim=1)
+    assert torch.all(moved >= (projected - flat_in).norm(dim=1) - 1e-4)  # ≥ the unconstrained projection's move
+    assert float(((projected.clamp(0, 1) - CENTRE) @ q).abs().max()) > 1e-3  # clipping alone is not orthogonal
     np.testing.assert_array_equal(out.y, data.y)
     again = create_transform("ortho_proj", fit_epochs=10).apply(data, seed=0)
     np.testing.assert_array_equal(out.x, again.x)  # seeded: same data, same seed, same bytes
