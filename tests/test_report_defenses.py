@@ -83,3 +83,27 @@ def test_written_only_for_a_defense_study(tmp_path):
 @pytest.mark.parametrize("name", ["ueraser", "mixup", "jpeg+pgd_at", "bit_depth"])
 def test_any_defense_beyond_at_makes_a_defense_study(name):
     assert is_defense_study([{"defense_name": name}])
+
+
+def test_the_preset_expands_and_a_tiny_sweep_writes_the_comparison(tmp_path):
+    from delusive.experiments.report import write_report
+    from delusive.experiments.runner import run_sweep
+    from delusive.experiments.spec import expand, load_preset, parse_spec
+
+    cells = expand(load_preset("defenses-fmnist"))
+    assert len(cells) == 7 * 11 * 3 and len({c.cell_id for c in cells}) == len(cells)
+    jpeg_at = next(c for c in cells if c.defense.label == "JPEG+PGD-AT")
+    assert jpeg_at.config["defense"]["transforms"] == [{"name": "jpeg", "params": {"quality": 10}}]
+    spec = parse_spec({
+        "name": "tiny", "datasets": ["synthetic"], "train_subset": 120, "attacks": ["clean"],
+        "attack_budget": {"norm": "linf", "eps": "0.2"}, "models": ["mlp"], "seeds": [0],
+        "defenses": [{"name": "standard", "label": "ST"}, {"name": "bit_depth", "label": "BDR"},
+                     {"name": "jpeg+pgd_at", "label": "JPEG+AT", "norm": "linf", "eps": "0.2",
+                      "params": {"steps": 1}}],
+        "train": {"epochs": 1}, "eval": {"steps": 1, "robust_subset": 10, "attack": "pgd", "val_size": 20}})
+    records = run_sweep(spec, tmp_path / "run")
+    assert {r["defense"] for r in records} == {"ST", "BDR", "JPEG+AT"}
+    assert all(r["transform_time_s"] >= 0 for r in records)
+    paths = write_report(records, tmp_path / "run" / "report")
+    md = paths["defenses_md"].read_text()
+    assert "| JPEG+AT |" in md and "best known defense" in md and "robust accuracy" in md
