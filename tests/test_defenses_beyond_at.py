@@ -330,3 +330,15 @@ def test_pipeline_trains_on_the_transformed_set(tmp_path, monkeypatch):
     m = train_and_evaluate("mlp", data, test, create_defense("bit_depth", bits=1), TrainConfig(epochs=1),
                            EvalPlan(val_size=10), tmp_path / "run", RunOptions(device="cpu"))
     assert seen and seen[0] != data.sha256() and m["transform_time_s"] >= 0
+
+
+def test_ortho_proj_in_chunks_matches_one_pass(monkeypatch):
+    import delusive.defenses.ortho_proj as op
+
+    data = make_synthetic(200, 4, (1, 10, 10), seed=5)
+    whole = create_transform("ortho_proj", fit_epochs=3).apply(data, seed=1).x
+    monkeypatch.setattr(op, "_CHUNK", 48)
+    t = create_transform("ortho_proj", fit_epochs=3)
+    parts = t.apply(data, seed=1).x
+    np.testing.assert_allclose(parts, whole, atol=1e-4)
+    assert t.last_residual < 1e-4

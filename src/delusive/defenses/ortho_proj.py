@@ -18,6 +18,7 @@ from delusive.utils.seeding import derive_seed
 
 #: images are projected about mid-grey, so that "orthogonal" is a statement about the image content
 CENTRE = 0.5
+_CHUNK = 4096
 
 
 def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, lr: float, batch_size: int,
@@ -102,6 +103,11 @@ class OrthoProj(TrainingTransform):
         flat = x.reshape(len(data), -1)
         w = fit_linear(flat - CENTRE, y, data.num_classes, self.fit_epochs, self.fit_lr, self.fit_batch_size, seed)
         q = class_basis(w)
-        out, residual, _ = nearest_orthogonal_images(flat, q)
+        out = np.empty(flat.shape, dtype=np.float32)
+        residual = 0.0
+        for i in range(0, len(data), _CHUNK):  # rows are independent: bounded memory on 50k CIFAR images
+            part, res, _ = nearest_orthogonal_images(flat[i:i + _CHUNK], q)
+            out[i:i + _CHUNK] = part.numpy()
+            residual = max(residual, res)
         self.last_basis, self.last_residual = q, residual
-        return out.reshape(x.shape).numpy().astype(np.float32)
+        return out.reshape(x.shape)
