@@ -342,3 +342,22 @@ def test_ortho_proj_in_chunks_matches_one_pass(monkeypatch):
     parts = t.apply(data, seed=1).x
     np.testing.assert_allclose(parts, whole, atol=1e-4)
     assert t.last_residual < 1e-4
+
+
+@pytest.mark.parametrize("name", ["jpeg", "ortho_proj"])
+def test_a_transformed_run_resumes_from_its_own_checkpoint(tmp_path, name):
+    """The transform is deterministic, so a rerun into the same directory finds its own checkpoint (same run
+    identity) instead of refusing it as another run's."""
+    from delusive.experiments.pipeline import EvalPlan, RunOptions, train_and_evaluate
+
+    data = make_synthetic(100, 2, (1, 8, 8), seed=6)
+    params = {"fit_epochs": 2} if name == "ortho_proj" else {}
+    args = ("mlp", data, None, create_defense(name, **params), TrainConfig(epochs=1), EvalPlan(val_size=0),
+            tmp_path / "run", RunOptions(device="cpu"))
+    first = train_and_evaluate(*args)
+    with pytest.warns(UserWarning, match="nothing to train"):
+        again = train_and_evaluate(*args)
+    assert again["selected_epoch"] == first["selected_epoch"] == 1
+    other = create_defense(name, **({"fit_epochs": 3} if name == "ortho_proj" else {"quality": 50}))
+    with pytest.raises(ValueError, match="different run"):  # control: other params are another run
+        train_and_evaluate(args[0], data, None, other, *args[4:])
