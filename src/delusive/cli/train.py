@@ -37,6 +37,7 @@ from delusive.defenses import (
     defense_names,
     split_defense,
 )
+from delusive.defenses.recipe import DEFAULT_EPS_RAMP, DEFAULT_LR_WARMUP, resolve_recipe
 from delusive.evaluation.attacks import ATTACK_NAMES
 from delusive.experiments.pipeline import SELECTIONS, EvalPlan, RunOptions, train_and_evaluate
 from delusive.experiments.poisoning import clean_training_set, seeded_subset
@@ -104,6 +105,26 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="random-crop padding (default per dataset: 4 for CIFAR-10/SVHN, 0 for 28×28 sets)")
     p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                    help="random horizontal flips (default per dataset: off for digits and Fashion-MNIST)")
+    p.add_argument("--eps-ramp", type=_train_fraction("--eps-ramp"), default=None, metavar="FRACTION",
+                   help=f"adversarial training: grow eps linearly from 0 over this fraction of training, per "
+                   f"iteration (default {DEFAULT_EPS_RAMP} for AT defenses; 0 = the reference: full eps from the "
+                   "start)")
+    p.add_argument("--lr-warmup", type=_train_fraction("--lr-warmup"), default=None, metavar="FRACTION",
+                   help=f"linear learning-rate warm-up over this fraction of training (default {DEFAULT_LR_WARMUP} "
+                   "for AT defenses, 0 otherwise)")
+
+
+def _train_fraction(option: str):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a fraction of training in [0, 1), got {text!r}") from None
+        if not (0 <= v < 1):
+            raise argparse.ArgumentTypeError(f"expected a fraction of training in [0, 1), got {text!r}")
+        return v
+    parse.__name__ = option
+    return parse
 
 
 def add_eval_args(p: argparse.ArgumentParser, attack_option: str = "--attack") -> None:
@@ -156,11 +177,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
-                          precision=args.precision,
+                          precision=args.precision, eps_ramp=args.eps_ramp, lr_warmup=args.lr_warmup,
                           crop_padding=info.crop_padding if args.crop_padding is None else args.crop_padding,
                           hflip=info.hflip if args.hflip is None else args.hflip)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    cfg = resolve_recipe(cfg, objective)
     threat = eval_threat(args, args.dataset)
     try:
         plan = EvalPlan(norm=threat.norm_name, eps=threat.eps_text, attack=args.eval_attack, steps=args.eval_steps,
@@ -214,6 +236,9 @@ def run(args: argparse.Namespace) -> int:
           f"({threat!r}, {att['attack']}-{att['steps']}, {metrics['n_robust']} test images)  epoch "
           f"{metrics['selected_epoch']}/{cfg.epochs} ({metrics['selection']})  train time "
           f"{metrics['train_time_s']:.1f}s on {metrics['device']['device']}")
+    if metrics.get("collapsed"):
+        print(f"COLLAPSED: the selected model is a constant predictor (flagged from epoch "
+              f"{metrics['collapse_epoch']}); metrics.json records it and reports mark it", file=sys.stderr)
     return 0
 
 

@@ -29,12 +29,15 @@ from delusive.defenses.objective import (
 )
 from delusive.defenses.pgd_at import PGDAT
 from delusive.defenses.random_noise import RandomNoise
+from delusive.defenses.recipe import DEFAULT_EPS_RAMP, DEFAULT_LR_WARMUP, CollapseWarning, resolve_recipe
 from delusive.defenses.standard import Standard
 from delusive.defenses.trades import TRADES
 from delusive.defenses.transform import TRANSFORMS, TrainingTransform, create_transform, transform_names
 
 __all__ = [
     "CHECKPOINT",
+    "DEFAULT_EPS_RAMP",
+    "DEFAULT_LR_WARMUP",
     "FAT",
     "GAIRAT",
     "OBJECTIVES",
@@ -43,6 +46,7 @@ __all__ = [
     "TRADES",
     "TRANSFORMS",
     "CatastrophicOverfittingWarning",
+    "CollapseWarning",
     "FastAT",
     "FitResult",
     "FreeAT",
@@ -63,6 +67,7 @@ __all__ = [
     "gair_weights",
     "is_defense_name",
     "objective_names",
+    "resolve_recipe",
     "run_identity",
     "split_defense",
     "transform_names",

@@ -29,6 +29,11 @@ class TrainConfig:
     crop_padding: int = 0
     hflip: bool = False
     precision: str = "fp32"
+    #: the adversarial-training recipe (defenses/recipe.py): ε grows linearly from 0 over this fraction of
+    #: training, per iteration; None = the recipe's default for the objective (0 for non-adversarial ones)
+    eps_ramp: float | None = None
+    #: linear learning-rate warm-up over this fraction of training; None = the recipe's default
+    lr_warmup: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -43,20 +48,40 @@ class TrainConfig:
             (0 < self.gamma <= 1, "gamma", "in (0, 1]"),
             (self.crop_padding >= 0, "crop_padding", "an integer >= 0"),
             (self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
+            (_fraction_or_none(self.eps_ramp), "eps_ramp", "a fraction of training in [0, 1) or null (default)"),
+            (_fraction_or_none(self.lr_warmup), "lr_warmup", "a fraction of training in [0, 1) or null (default)"),
         ]
         for ok, name, allowed in checks:
             if not ok:
                 raise ValueError(f"{name}: must be {allowed}, got {getattr(self, name)!r}")
 
-    def lr_at(self, progress: float) -> float:
-        """Learning rate at ``progress`` ∈ [0, 1) of training."""
+    def lr_at(self, progress: float, step: float = 0.0) -> float:
+        """Learning rate at ``progress`` ∈ [0, 1) of training: the schedule, times the linear warm-up factor
+        ``min(1, (progress + step) / lr_warmup)`` (``step``: one iteration's share of training, so the first
+        step of a warm-up does not train at rate 0)."""
         if self.schedule == "cosine":
-            return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
-        if self.schedule == "piecewise":
-            return self.lr * self.gamma ** sum(progress >= m for m in self.milestones)
-        return self.lr
+            lr = self.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        elif self.schedule == "piecewise":
+            lr = self.lr * self.gamma ** sum(progress >= m for m in self.milestones)
+        else:
+            lr = self.lr
+        if self.lr_warmup:
+            lr *= min(1.0, (progress + step) / self.lr_warmup)
+        return lr
+
+    def eps_scale_at(self, progress: float) -> float:
+        """The ε-ramp factor at ``progress``: ε grows linearly from 0 to the full radius over ``eps_ramp``."""
+        if not self.eps_ramp:
+            return 1.0
+        return min(1.0, progress / self.eps_ramp)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
         return d
+
+
+def _fraction_or_none(v: Any) -> bool:
+    if v is None:
+        return True
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v < 1

@@ -40,6 +40,7 @@ class FastAT(Objective):
     """
 
     name = "fast_at"
+    at_recipe = True
 
     def __init__(self, threat: ThreatModel | None, rel_step_size: float = 1.25, random_start: bool = True,
                  overfit_check: bool = False) -> None:
@@ -62,7 +63,7 @@ class FastAT(Objective):
             self._check_pending = False
             stats["pgd5_accuracy"] = self._monitor(model, x, y)
         with eval_mode(model):
-            res = pgd(model, x, y, self.threat, steps=1, rel_step_size=self.rel_step_size,
+            res = pgd(model, x, y, self.current_threat(), steps=1, rel_step_size=self.rel_step_size,
                       random_start=self.random_start, generator=generator, final_eval=False)
         logits = model(res.x_adv)
         return StepOutput(_ce(logits, y), logits, stats)

@@ -39,6 +39,7 @@ class FAT(Objective):
     """
 
     name = "fat"
+    at_recipe = True
 
     def __init__(self, threat: ThreatModel | None, steps: int = 10, rel_step_size: float = ORIGINAL_REL_STEP,
                  tau: int | str = "dynamic", omega: float = 0.001, random_start: bool = True) -> None:
@@ -56,7 +57,7 @@ class FAT(Objective):
     def loss(self, model, x, y, idx, generator):  # type: ignore[no-untyped-def]
         assert self.threat is not None
         with eval_mode(model):
-            res = pgd(model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
+            res = pgd(model, x, y, self.current_threat(), steps=self.steps, rel_step_size=self.rel_step_size,
                       random_start=self.random_start, early_stop_tau=self.current_tau(), step_noise=self.omega,
                       generator=generator, final_eval=False)
         logits = model(res.x_adv)

@@ -28,6 +28,7 @@ class FreeAT(Objective):
     """
 
     name = "free_at"
+    at_recipe = True
 
     def __init__(self, threat: ThreatModel | None, replays: int = 8, rel_step_size: float = 1.0) -> None:
         super().__init__(threat)
@@ -55,7 +56,7 @@ class FreeAT(Objective):
 
     def loss(self, model, x, y, idx, generator):  # type: ignore[no-untyped-def]
         assert self.threat is not None
-        threat, n = self.threat, x.shape[0]
+        threat, n = self.current_threat(), x.shape[0]
         buf = self._buffer(x)
         delta = buf[:n].detach().clone().requires_grad_(True)
         alpha = self.rel_step_size * threat.eps

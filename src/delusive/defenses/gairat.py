@@ -52,6 +52,7 @@ class GAIRAT(Objective):
     """
 
     name = "gairat"
+    at_recipe = True
 
     def __init__(self, threat: ThreatModel | None, steps: int = 10, rel_step_size: float = ORIGINAL_REL_STEP,
                  random_start: bool = True, lam: float = -1.0, weight_fn: str = "tanh",
@@ -73,7 +74,7 @@ class GAIRAT(Objective):
     def loss(self, model, x, y, idx, generator):  # type: ignore[no-untyped-def]
         assert self.threat is not None
         with eval_mode(model):
-            res = pgd(model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
+            res = pgd(model, x, y, self.current_threat(), steps=self.steps, rel_step_size=self.rel_step_size,
                       random_start=self.random_start, generator=generator, final_eval=False)
         logits = model(res.x_adv)
         stats = {"mean_kappa": res.num_correct.float().mean().item()}

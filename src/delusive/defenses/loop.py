@@ -34,6 +34,7 @@ from delusive import runtime
 from delusive.data import ArrayDataset, TensorLoader
 from delusive.defenses.config import TrainConfig
 from delusive.defenses.objective import Objective
+from delusive.defenses.recipe import REMEDY, CollapseWarning, collapse_reason, resolve_recipe
 from delusive.models import load_checkpoint, save_checkpoint
 from delusive.runtime import autocast, to_channels_last
 from delusive.utils import config_hash, progress
@@ -42,6 +43,7 @@ from delusive.utils.seeding import derive_seed
 EvalFn = Callable[[nn.Module, int], dict[str, float]]
 CHECKPOINT = "checkpoint.pt"
 _SYNC_EVERY = 20  # batches between reads of the running loss (NaN check, progress bar)
+_PROBE = 512  # training images the collapse monitor classifies at the end of every epoch
 
 
 @dataclass
@@ -68,9 +70,16 @@ def fit(
     desc: str = "train",
 ) -> FitResult:
     """Train ``model`` in place on ``train`` with ``objective``; resume from ``checkpoint_dir`` if it holds
-    a checkpoint of the same run (a checkpoint of a different run is an error, never silently reused)."""
-    if int(train.y.max(initial=0)) >= _num_outputs(model, train):
-        raise ValueError(f"labels reach {int(train.y.max())} but the model has {_num_outputs(model, train)} outputs")
+    a checkpoint of the same run (a checkpoint of a different run is an error, never silently reused).
+
+    Adversarial objectives follow the AT recipe of ``cfg`` (per-iteration ε ramp, lr warm-up; ``None`` fields
+    take the recipe's defaults, :func:`delusive.defenses.recipe.resolve_recipe`). Every epoch's row records
+    whether the model looked like a constant predictor (``collapsed``, ``top_class_share``); the first such
+    epoch warns once (:class:`~delusive.defenses.recipe.CollapseWarning`) with the remedy."""
+    num_classes = _num_outputs(model, train)
+    if int(train.y.max(initial=0)) >= num_classes:
+        raise ValueError(f"labels reach {int(train.y.max())} but the model has {num_classes} outputs")
+    cfg = resolve_recipe(cfg, objective)
     dev = runtime.device_of(model)
     distributed = runtime.init_distributed(dev)
     x_all, y_all = train.tensors()
@@ -95,6 +104,8 @@ def fit(
         start = int(state["epoch"]) + 1
     runtime.broadcast_module(model)  # every rank starts from rank 0's weights
     steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * cfg.epochs
+    warned = any(h.get("collapsed") for h in history)
     t0 = time.perf_counter()
     prior_time = sum(h.get("epoch_time_s", 0.0) for h in history)
     for epoch in range(start, cfg.epochs):
@@ -112,9 +123,11 @@ def fit(
                        desc=f"{desc} {epoch + 1}/{cfg.epochs}")
         lr = cfg.lr
         for i, (xb, yb, idx) in enumerate(bar):
-            lr = cfg.lr_at((epoch + i / steps_per_epoch) / cfg.epochs)
+            progress_now = (epoch + i / steps_per_epoch) / cfg.epochs
+            lr = cfg.lr_at(progress_now, 1.0 / total_steps)
             for g in opt.param_groups:
                 g["lr"] = lr
+            objective.set_eps_scale(cfg.eps_scale_at(progress_now))
             n_global = yb.shape[0]
             if distributed:
                 sl = runtime.shard_slice(n_global)
@@ -143,6 +156,12 @@ def fit(
                 bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{totals[1] / totals[2]:.3f}", refresh=False)
         bar.close()
         loss_sum, correct_sum, n_sum = _reduced(tot_loss, tot_correct, tot_n, distributed)
+        top_share = _top_class_share(model, x_all[:_PROBE], num_classes, cfg.precision)
+        reason = collapse_reason(loss_sum / max(n_sum, 1), top_share, num_classes,
+                                 check_loss=epoch > 0 or cfg.epochs == 1)
+        if reason is not None and not warned and runtime.is_main():
+            warned = True
+            warnings.warn(f"{desc}: epoch {epoch + 1}: {reason}; {REMEDY}", CollapseWarning, stacklevel=2)
         if distributed:  # every rank's totals and objective statistics, and rank 0's BatchNorm statistics
             keys = sorted(stat_sums)
             sums = runtime.all_reduce_sum(runtime.as_tensor([[stat_sums[k], stat_ns[k]] for k in keys] or [[0.0, 0.0]],
@@ -152,7 +171,10 @@ def fit(
             runtime.broadcast_module(model)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_sum, 1),
                                "train_accuracy": correct_sum / max(n_sum, 1), "lr": lr,
-                               "epoch_time_s": time.perf_counter() - te}
+                               "epoch_time_s": time.perf_counter() - te,
+                               "collapsed": reason is not None, "top_class_share": top_share}
+        if reason is not None:
+            row["collapse_reason"] = reason
         row.update({f"objective_{k}": v / stat_ns[k] for k, v in stat_sums.items()})
         if eval_fn is not None:
             row.update(eval_fn(model, epoch + 1))
@@ -169,6 +191,16 @@ def fit(
     if start >= cfg.epochs and start > 0:
         warnings.warn(f"{desc}: checkpoint already holds all {cfg.epochs} epochs; nothing to train", stacklevel=2)
     return FitResult(model, history, prior_time + time.perf_counter() - t0, start)
+
+
+def _top_class_share(model: nn.Module, x: torch.Tensor, num_classes: int, precision: str) -> float:
+    """Share of the most predicted class among the end-of-epoch model's predictions on the first training
+    images (un-augmented, eval mode): near 1 for a constant predictor, whatever the loss says."""
+    if x.shape[0] == 0:
+        return 0.0
+    with runtime.eval_mode(model), torch.no_grad(), autocast(precision, x.device):
+        pred = model(to_channels_last(x)).argmax(1)
+    return float(torch.bincount(pred, minlength=num_classes).max()) / x.shape[0]
 
 
 def _num_outputs(model: nn.Module, train: ArrayDataset) -> int:

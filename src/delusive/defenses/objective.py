@@ -7,6 +7,7 @@ Each defense lives in its own module (``standard.py``, ``pgd_at.py``, ``trades.p
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -32,6 +33,8 @@ class Objective:
 
     name: ClassVar[str] = ""
     needs_threat: ClassVar[bool] = True
+    #: an adversarial-training objective: follows the AT recipe (ε ramp, lr warm-up; defenses/recipe.py)
+    at_recipe: ClassVar[bool] = False
     #: optimiser steps the loop takes on each minibatch (free AT replays a batch m times; others once)
     replays: int = 1
     #: training-set transforms applied once before training (``jpeg+pgd_at``; :mod:`delusive.defenses.compose`)
@@ -44,6 +47,21 @@ class Objective:
         self.threat = threat
         self.epoch = 0
         self.epochs = 1
+        self.eps_scale = 1.0
+        self._scaled: tuple[float, ThreatModel] | None = None
+
+    def set_eps_scale(self, scale: float) -> None:
+        """The loop's ε ramp: the objective attacks within ``scale``·ε until the ramp ends (scale 1)."""
+        self.eps_scale = float(scale)
+
+    def current_threat(self) -> ThreatModel:
+        """The ball this iteration trains against: the defense's threat model, shrunk by the ε ramp."""
+        assert self.threat is not None
+        if self.eps_scale >= 1.0:
+            return self.threat
+        if self._scaled is None or self._scaled[0] != self.eps_scale:
+            self._scaled = (self.eps_scale, scaled_threat(self.threat, self.eps_scale))
+        return self._scaled[1]
 
     def begin_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (curricula such as FAT's τ schedule or GAIRAT's warm-up use it)."""
@@ -71,6 +89,16 @@ class Objective:
         if self.transforms:  # only when present, so the identities of plain objectives do not change
             d["transforms"] = [t.describe() for t in self.transforms]
         return d
+
+
+def scaled_threat(threat: ThreatModel, factor: float) -> ThreatModel:
+    """A copy of ``threat`` with its radius multiplied by ``factor`` (a region mask's base ball too)."""
+    t = copy.copy(threat)
+    t.eps = threat.eps * factor
+    base = getattr(threat, "base", None)
+    if base is not None:
+        t.base = scaled_threat(base, factor)  # type: ignore[attr-defined]
+    return t
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("defense")

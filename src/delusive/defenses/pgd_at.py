@@ -4,14 +4,13 @@ defender's ε of it."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from torch import nn
 
 from delusive.defenses.checks import _ce, _check_pgd
-from delusive.defenses.objective import OBJECTIVES, Objective, StepOutput
+from delusive.defenses.objective import OBJECTIVES, Objective, StepOutput, scaled_threat
 from delusive.perturb import pgd
 from delusive.runtime import eval_mode
 from delusive.threat import ThreatModel
@@ -22,11 +21,13 @@ class PGDAT(Objective):
     """PGD adversarial training (Madry et al. 2018) as in the reference: K ≥ 1 steps of ``rel_step_size``·ε
     from one random start, attack with the model in eval mode, CE on the adversarial examples only.
 
-    ``eps_warmup`` (a fraction of training, default 0: off) grows the radius linearly over the first epochs —
-    epoch e of E trains at ε·min(1, (e+1)/⌈warmup·E⌉) — a common remedy when AT from the first step collapses
-    to a constant prediction (measured in docs/results.md on the region threat model of Section 5.3)."""
+    Like every adversarial objective it follows the AT recipe's per-iteration ε ramp (defenses/recipe.py).
+    ``eps_warmup`` (a fraction of training, default 0: off) is the older per-epoch ramp — epoch e of E trains
+    at ε·min(1, (e+1)/⌈warmup·E⌉) — kept so the measurements that used it stay reproducible; it multiplies
+    with the recipe's ramp."""
 
     name = "pgd_at"
+    at_recipe = True
 
     def __init__(self, threat: ThreatModel | None, steps: int = 7, rel_step_size: float = 0.2,
                  random_start: bool = True, eps_warmup: float = 0.0) -> None:
@@ -39,12 +40,12 @@ class PGDAT(Objective):
 
     def current_threat(self) -> ThreatModel:
         """The threat model of the current epoch (the full ball, or a smaller one during the warm-up)."""
-        assert self.threat is not None
+        threat = super().current_threat()
         if self.eps_warmup <= 0:
-            return self.threat
+            return threat
         ramp = max(1, math.ceil(self.eps_warmup * self.epochs))
         factor = min(1.0, (self.epoch + 1) / ramp)
-        return self.threat if factor >= 1 else _scaled(self.threat, factor)
+        return threat if factor >= 1 else scaled_threat(threat, factor)
 
     def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     generator: torch.Generator) -> torch.Tensor:
@@ -58,12 +59,3 @@ class PGDAT(Objective):
         logits = model(self.adversarial(model, x, y, generator))
         return StepOutput(_ce(logits, y), logits)
 
-
-def _scaled(threat: ThreatModel, factor: float) -> ThreatModel:
-    """A copy of ``threat`` with its radius multiplied by ``factor`` (a region mask's base ball too)."""
-    t = copy.copy(threat)
-    t.eps = threat.eps * factor
-    base = getattr(threat, "base", None)
-    if base is not None:
-        t.base = _scaled(base, factor)  # type: ignore[attr-defined]
-    return t

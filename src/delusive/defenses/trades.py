@@ -38,6 +38,7 @@ class TRADES(Objective):
     """
 
     name = "trades"
+    at_recipe = True
 
     def __init__(self, threat: ThreatModel | None, beta: float = 6.0, steps: int = 10,
                  rel_step_size: float = ORIGINAL_REL_STEP, init_std: float = 0.001) -> None:
@@ -55,7 +56,7 @@ class TRADES(Objective):
             with torch.no_grad():
                 clean_probs = F.softmax(model(x).float(), dim=1)
             noise = runtime.randn(x.shape, generator, x.device, x.dtype)
-            res = pgd(model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
+            res = pgd(model, x, y, self.current_threat(), steps=self.steps, rel_step_size=self.rel_step_size,
                       loss=_kl_to(clean_probs), x_init=x + self.init_std * noise, generator=generator, final_eval=False)
         return res.x_adv
 

@@ -28,6 +28,7 @@ from torch import nn
 from delusive import runtime
 from delusive.data import ArrayDataset
 from delusive.defenses import Objective, TrainConfig, apply_transforms, fit
+from delusive.defenses.recipe import resolve_recipe
 from delusive.evaluation import evaluate, natural_accuracy, robust_predictions, stratified_subset
 from delusive.evaluation.attacks import ATTACK_NAMES
 from delusive.models import create_model, load_checkpoint, save_checkpoint, save_model
@@ -150,6 +151,7 @@ def train_and_evaluate(
     runtime.set_deterministic(device)
     precision = runtime.resolve_precision(cfg.precision, device)
     cfg = replace(cfg, precision=precision) if precision != cfg.precision else cfg
+    cfg = resolve_recipe(cfg, objective)
     threat = plan.threat()
     t_transform = time.perf_counter()  # the defense's training-set transforms (jpeg...): once, before the split
     train = apply_transforms(objective, train, cfg.seed)
@@ -221,6 +223,8 @@ def train_and_evaluate(
         metrics["probe_accuracy"] = probe["test_accuracy"]
         metrics["probe"] = {k: v for k, v in probe.items() if k != "test_accuracy"}
     last = hist[-1] if hist else {}
+    metrics.update(collapse_summary(hist, selected_epoch))
+    metrics["recipe"] = {"eps_ramp": cfg.eps_ramp, "lr_warmup": cfg.lr_warmup}
     metrics.update({
         "selected_epoch": selected_epoch, "selection": select_on or "last", "epochs": cfg.epochs,
         "last_natural_accuracy": last.get("test_natural_accuracy"),
@@ -241,6 +245,16 @@ def train_and_evaluate(
     metrics["history"] = hist
     metrics["model"] = model
     return metrics
+
+
+def collapse_summary(history: list[dict[str, Any]], selected_epoch: int) -> dict[str, Any]:
+    """Whether the reported model is a collapsed (constant) predictor: ``collapsed`` is the selected epoch's
+    flag from the loop's monitor; ``collapse_epoch`` the first epoch the monitor flagged (``None`` if none),
+    ``collapsed_epochs`` every flagged epoch (a run can leave the plateau later)."""
+    flagged = [int(r["epoch"]) for r in history if r.get("collapsed")]
+    chosen = [r for r in history if int(r.get("epoch", -1)) == selected_epoch]
+    return {"collapsed": bool(chosen and chosen[0].get("collapsed")),
+            "collapse_epoch": flagged[0] if flagged else None, "collapsed_epochs": flagged}
 
 
 def _read_best(path: Path) -> dict[str, Any] | None:

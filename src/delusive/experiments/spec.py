@@ -16,6 +16,7 @@ import yaml
 
 from delusive.data import dataset_info
 from delusive.defenses.config import TrainConfig
+from delusive.defenses.recipe import resolve_recipe
 from delusive.utils import config_hash, parse_fraction
 from delusive.utils.safefile import read_regular_bytes
 
@@ -28,7 +29,7 @@ BUDGET_KEYS = {"norm", "eps"}
 RESOURCE_KEYS = {"cpus_per_cell", "gpus_per_cell"}
 CRAFTING_KEYS = {"arch", "epochs", "train", "val_size"}
 TRAIN_KEYS = {"epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
-              "crop_padding", "hflip", "precision"}
+              "crop_padding", "hflip", "precision", "eps_ramp", "lr_warmup"}
 EVAL_KEYS = {"norm", "eps", "attack", "steps", "restarts", "robust_subset", "rel_step_size", "val_size", "select",
              "epoch_attack", "epoch_steps", "epoch_every", "epoch_subset", "splits", "probe"}
 
@@ -417,7 +418,8 @@ def expand(spec: Spec) -> list[Cell]:
         if defense.region is not None:
             described["region"] = defense.region
         config = {"poison": poison, "defense": described, "model": model,
-                  "train": train_config(spec, dataset, seed).to_dict(), "eval": ev, "seed": seed}
+                  "train": resolve_recipe(train_config(spec, dataset, seed), objective).to_dict(), "eval": ev,
+                  "seed": seed}
         if extra is not None:  # axes enter the identity only when a spec uses them (older run ids stay valid)
             config["extra_clean"] = extra
         if fraction is not None:
