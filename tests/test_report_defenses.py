@@ -65,6 +65,14 @@ def test_collapsed_runs_are_marked_and_left_out_of_the_mean():
     assert "† n: n runs collapsed" in md
 
 
+def test_a_collapse_in_the_selected_epochs_history_counts_too():
+    recs = _records()
+    r = next(r for r in recs if r["defense"] == "PGD-AT" and r["attack"] == "P3" and r["seed"] == 1)
+    r["selected_epoch"] = 1
+    r["history"] = [{"epoch": 1, "epoch_time_s": 60.0, "collapsed": True}]
+    assert "| PGD-AT | 80.50 ± 0.71 | 78.00 †1 |" in table_markdown(recs)
+
+
 def test_csv_lists_robust_rows_only_for_robust_defenses():
     rows = list(csv.DictReader(io.StringIO(table_csv(_records()))))
     robust = {r["defense"] for r in rows if r["metric"] == "robust_accuracy"}

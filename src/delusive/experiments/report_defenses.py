@@ -57,7 +57,12 @@ def claims_robustness(r: dict[str, Any]) -> bool:
 
 
 def _ok(r: dict[str, Any]) -> bool:
-    return not r.get("collapsed", False)
+    """Not collapsed: neither the record's ``collapsed`` flag nor its selected epoch's history row says so
+    (sweep records may carry only the history)."""
+    if r.get("collapsed"):
+        return False
+    chosen = [h for h in r.get("history", []) if h.get("epoch") == r.get("selected_epoch")]
+    return not (chosen and chosen[0].get("collapsed"))
 
 
 def _time(r: dict[str, Any]) -> float:
