@@ -142,7 +142,7 @@ def table_markdown(records: list[dict[str, Any]], title: str = "") -> str:
     best_cells = [f"**{best[c][0]}** ({best[c][1]['mean']:.2f})" if c in best else "—" for c in cols]
     lines.append("| **best known defense** | " + " | ".join(best_cells) + (" | " if poisoned else "") + " | |")
     robust_rows = [row for row in rows if any(r["defense"] == row and claims_robustness(r) for r in records)]
-    if robust_rows and rob:
+    if robust_rows:
         lines += ["", f"**{title or 'Defense comparison'}: robust accuracy (%) of the defenses that claim "
                   "robustness**", "", "| defense | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
         for row in robust_rows:
