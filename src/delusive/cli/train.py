@@ -30,7 +30,15 @@ from delusive.cli.common import (
     resolve_budget,
 )
 from delusive.data import dataset_info
-from delusive.defenses import CHECKPOINT, SCHEDULES, TrainConfig, create_objective, objective_names
+from delusive.defenses import (
+    CHECKPOINT,
+    SCHEDULES,
+    TrainConfig,
+    check_transforms,
+    create_defense,
+    defense_names,
+    split_defense,
+)
 from delusive.defenses.recipe import DEFAULT_EPS_RAMP, DEFAULT_LR_WARMUP, resolve_recipe
 from delusive.evaluation.attacks import ATTACK_NAMES
 from delusive.evaluation.spec import describe_eval_spec
@@ -49,8 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--poison", default=None, metavar="DIR",
                    help="train on this poison artifact (delusive poison) instead of the clean training split")
     p.add_argument("--model", default=DEFAULT_MODEL, choices=classifier_names())
-    p.add_argument("--defense", default="standard", choices=objective_names(),
-                   help="training objective (default: standard)")
+    p.add_argument("--defense", default="standard", type=defense_text, metavar="NAME",
+                   help="training objective or training-set transform, or transforms then an objective joined "
+                   f"by '+' (e.g. jpeg+pgd_at; docs/defenses.md); one of {', '.join(defense_names())} "
+                   "(default: standard)")
     p.add_argument("--norm", choices=NORMS, default=None,
                    help="the defense's threat model (independent of any poison's); default per dataset")
     p.add_argument("--eps", type=fraction_text("--eps"), default=None,
@@ -75,6 +85,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_args(p, compile_flag=True)
     p.add_argument("--out", required=True, help="output directory (resumes if it holds a checkpoint of this run)")
     p.set_defaults(func=run)
+
+
+def defense_text(text: str) -> str:
+    """An argparse type for ``--defense``: a name of :func:`delusive.defenses.split_defense`'s grammar."""
+    try:
+        split_defense(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} ({str(e).removeprefix('defense: ')})") from None
+    return text
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -154,7 +173,7 @@ def build_objective(args: argparse.Namespace, dataset: str):  # type: ignore[no-
     if args.rel_step_size is not None:
         params["rel_step_size"] = args.rel_step_size
     try:
-        return create_objective(args.defense, norm, eps, **params)
+        return create_defense(args.defense, norm, eps, **params)
     except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
 
@@ -191,6 +210,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     train_set, poison_meta = load_training_set(args)
+    try:  # e.g. grayscale on 1-channel data: refused before --out exists
+        check_transforms(objective, train_set.shape)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if train_set.num_classes < 2:  # refused before --out is created (create_model would refuse it later)
         raise ValueError(f"--dataset {args.dataset}: num_classes: must be >= 2, got {train_set.num_classes}")
     holdout = holdout_of(args)
@@ -215,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     if runtime.is_main():
         atomic_write_json(out / "config.json", config)
     print(f"training {args.model} on {args.dataset} ({len(train_set)} images"
-          f"{', poison ' + poison_meta['attack'] if poison_meta else ''}) with {objective.name}"
+          f"{', poison ' + poison_meta['attack'] if poison_meta else ''}) with {args.defense}"
           f"{' ' + repr(objective.threat) if objective.threat else ''} for {cfg.epochs} epochs -> {out}",
           file=sys.stderr)
     if (out / CHECKPOINT).exists():  # fit checks that it is this run's (and refuses it otherwise)

@@ -1,7 +1,19 @@
-"""Training: one loop with pluggable objectives (standard, pgd_at, and the AT variants).
+"""Training: one loop with pluggable objectives (standard, pgd_at, the AT variants, UEraser, mixup, cutmix,
+cutout) and training-set transforms applied once before training (jpeg, grayscale, bit_depth, ortho_proj).
 
-One module per defense; importing this package imports each, which registers it in ``OBJECTIVES``."""
+One module per defense; importing this package imports each, which registers it in ``OBJECTIVES`` or
+``TRANSFORMS``; :mod:`delusive.defenses.compose` combines them (``jpeg+pgd_at``)."""
 
+from delusive.defenses import bit_depth, cutmix, cutout, grayscale, jpeg, mixup, ortho_proj, ueraser  # noqa: F401
+from delusive.defenses.compose import (
+    apply_transforms,
+    check_transforms,
+    create_defense,
+    defense_names,
+    is_defense_name,
+    split_defense,
+    with_objective,
+)
 from delusive.defenses.config import SCHEDULES, TrainConfig
 from delusive.defenses.fast_at import CatastrophicOverfittingWarning, FastAT
 from delusive.defenses.fat import FAT, fat_tau
@@ -20,6 +32,7 @@ from delusive.defenses.random_noise import RandomNoise
 from delusive.defenses.recipe import DEFAULT_EPS_RAMP, DEFAULT_LR_WARMUP, CollapseWarning, resolve_recipe
 from delusive.defenses.standard import Standard
 from delusive.defenses.trades import TRADES
+from delusive.defenses.transform import TRANSFORMS, TrainingTransform, create_transform, transform_names
 
 __all__ = [
     "CHECKPOINT",
@@ -31,6 +44,7 @@ __all__ = [
     "PGDAT",
     "SCHEDULES",
     "TRADES",
+    "TRANSFORMS",
     "CatastrophicOverfittingWarning",
     "CollapseWarning",
     "FastAT",
@@ -41,11 +55,21 @@ __all__ = [
     "Standard",
     "StepOutput",
     "TrainConfig",
+    "TrainingTransform",
+    "apply_transforms",
+    "check_transforms",
+    "create_defense",
+    "create_transform",
+    "defense_names",
     "create_objective",
     "fat_tau",
     "fit",
     "gair_weights",
+    "is_defense_name",
     "objective_names",
     "resolve_recipe",
     "run_identity",
+    "split_defense",
+    "transform_names",
+    "with_objective",
 ]

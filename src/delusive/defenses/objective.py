@@ -37,6 +37,8 @@ class Objective:
     at_recipe: ClassVar[bool] = False
     #: optimiser steps the loop takes on each minibatch (free AT replays a batch m times; others once)
     replays: int = 1
+    #: training-set transforms applied once before training (``jpeg+pgd_at``; :mod:`delusive.defenses.compose`)
+    transforms: tuple[Any, ...] = ()
 
     def __init__(self, threat: ThreatModel | None) -> None:
         if self.needs_threat and threat is None:
@@ -84,6 +86,8 @@ class Objective:
         d: dict[str, Any] = {"name": self.name, "params": self.params()}
         if self.threat is not None:
             d["threat"] = self.threat.describe()
+        if self.transforms:  # only when present, so the identities of plain objectives do not change
+            d["transforms"] = [t.describe() for t in self.transforms]
         return d
 
 

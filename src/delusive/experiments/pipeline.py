@@ -28,7 +28,7 @@ from torch import nn
 
 from delusive import runtime
 from delusive.data import ArrayDataset
-from delusive.defenses import Objective, TrainConfig, fit
+from delusive.defenses import Objective, TrainConfig, apply_transforms, fit
 from delusive.defenses.recipe import resolve_recipe
 from delusive.evaluation import evaluate, natural_accuracy, robust_predictions, stratified_subset
 from delusive.evaluation.attacks import ATTACK_NAMES
@@ -160,6 +160,9 @@ def train_and_evaluate(
     cfg = replace(cfg, precision=precision) if precision != cfg.precision else cfg
     cfg = resolve_recipe(cfg, objective)
     threat = plan.threat()
+    t_transform = time.perf_counter()  # the defense's training-set transforms (jpeg...): once, before the split
+    train = apply_transforms(objective, train, cfg.seed)
+    transform_time = time.perf_counter() - t_transform
     fit_set, val = split_validation(train, plan.val_size, cfg.seed)
     select_on = selection_metric(plan, objective, val is not None)
     c, h, w = train.shape
@@ -237,6 +240,7 @@ def train_and_evaluate(
         # training time excludes the per-epoch evaluation, so defenses compare on what they cost
         "train_time_s": sum(float(r["epoch_time_s"]) for r in hist),
         "train_eval_time_s": result.wall_time_s, "wall_time_s": time.perf_counter() - t0,
+        "transform_time_s": transform_time,
         "device": runtime.describe_device(device), "precision": precision, "compiled": run.compile,
     })
     spec = {"arch": arch, "num_classes": train.num_classes, "in_channels": c,

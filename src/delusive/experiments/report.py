@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from delusive.experiments.report_defenses import write_defense_report
 from delusive.experiments.report_stats import (
     axes_present,
     epoch_note,
@@ -249,6 +250,7 @@ def write_report(records: list[dict[str, Any]], out_dir: str | Path, title: str 
     first = groups(records)[0][1]
     figure_bars(first, paths["figure"], title)
     figure_curves(first, paths["curves"])
+    studies.update(write_defense_report(records, out, title))  # the defense comparison (issue 23), if any
     return {**paths, **studies}
 
 

@@ -124,6 +124,7 @@ def run_cell(cell: Cell, spec: Spec, store: RunStore, test: ArrayDataset) -> dic
         "best_epoch": m["selected_epoch"], "best_natural_accuracy": best.get("test_natural_accuracy"),
         "val_size": m["val_size"], "train_size": m["train_size"],
         "train_time_s": m["train_time_s"], "train_eval_time_s": m["train_eval_time_s"],
+        "transform_time_s": m.get("transform_time_s", 0.0),
         "wall_time_s": time.perf_counter() - t0, "history": hist, "device": m["device"],
         "precision": m["precision"], "versions": _versions(), "git_commit": git_commit(),
         "robust_subset": m.get("n_robust"),

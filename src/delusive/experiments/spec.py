@@ -57,8 +57,25 @@ class DefenseSpec:
 
     @property
     def objective_name(self) -> str:
-        """ε = 0 trains on the unperturbed data: standard training, whatever the method."""
-        return "standard" if self.defender_eps == 0 else self.name
+        """ε = 0 trains on the unperturbed data: standard training, whatever the method (a composite defense
+        keeps its training-set transforms: ``jpeg+pgd_at`` at ε = 0 is ``jpeg``)."""
+        if self.defender_eps != 0:
+            return self.name
+        from delusive.defenses import with_objective
+
+        return with_objective(self.name, "standard")
+
+    @property
+    def objective_params(self) -> dict[str, Any]:
+        """The params the defense is built with: all of them, or at ε = 0 only its transforms' params."""
+        if self.objective_name == self.name:
+            return dict(self.params)
+        from delusive.defenses import TRANSFORMS, split_defense
+        from delusive.registry import hyperparameters
+
+        heads = split_defense(self.name)[0]
+        keys = {k for t in heads for k in hyperparameters(TRANSFORMS.get(t))} | {f"{t}." for t in heads}
+        return {k: v for k, v in self.params.items() if k in keys or k.split(".", 1)[0] + "." in keys}
 
 
 @dataclass(frozen=True)
@@ -141,7 +158,7 @@ def _budget(obj: Any, where: str) -> dict[str, str]:
 def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
     """Validate a spec mapping (already parsed from YAML)."""
     from delusive.attacks import attack_names
-    from delusive.defenses import objective_names
+    from delusive.defenses import defense_names, is_defense_name
     from delusive.models import classifier_names
 
     d = _check_keys(data, TOP_KEYS, source)
@@ -156,9 +173,10 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
     for i, raw in enumerate(_list(d["defenses"], f"{source}.defenses")):
         raw = {"name": raw} if isinstance(raw, str) else raw
         dd = _check_keys(raw, DEFENSE_KEYS, f"{source}.defenses[{i}]")
-        if dd.get("name") not in objective_names():
+        if not is_defense_name(dd.get("name")):
             raise SpecError(f"{source}.defenses[{i}].name: unknown defense {dd.get('name')!r}; expected one of "
-                            f"{', '.join(objective_names())}")
+                            f"{', '.join(defense_names())}, or transforms then an objective joined by '+' "
+                            "(jpeg+pgd_at)")
         if ("norm" in dd) != ("eps" in dd):
             raise SpecError(f"{source}.defenses[{i}]: give both norm and eps, or neither")
         region = dd.get("region")
@@ -240,13 +258,16 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
 
 def _validate_components(spec: Spec, source: str) -> None:
     """Build every objective and training config now, so a bad value fails before anything is crafted."""
-    from delusive.defenses import create_objective
+    from delusive.defenses import check_transforms, create_defense
 
     for i, d in enumerate(spec.defenses):
         try:
-            create_objective(d.objective_name, d.norm if d.objective_name != "standard" else None,
-                             d.eps if d.objective_name != "standard" else None,
-                             **(d.params if d.objective_name != "standard" else {}))
+            objective = create_defense(d.objective_name, d.norm if d.objective_name != "standard" else None,
+                                       d.eps if d.objective_name != "standard" else None, **d.objective_params)
+            for dataset in spec.datasets:  # e.g. grayscale on a 1-channel set, refused before anything runs
+                shape = dataset_info(dataset).shape if _known(dataset) else (0, 0, 0)
+                if shape[0]:
+                    check_transforms(objective, shape)
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}.defenses[{i}] ({d.label}): {e}") from None
     for dataset in spec.datasets:
@@ -265,6 +286,14 @@ def _validate_components(spec: Spec, source: str) -> None:
             crafting_train_config(spec, 0)
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}.crafting.train: {e}") from None
+
+
+def _known(dataset: str) -> bool:
+    try:
+        dataset_info(dataset)
+    except (ValueError, TypeError):
+        return False  # reported below, with the dataset's own message
+    return True
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
@@ -402,8 +431,8 @@ def expand(spec: Spec) -> list[Cell]:
 def build_objective(defense: DefenseSpec):  # type: ignore[no-untyped-def]
     """The defense's objective (ε = 0: standard training); a ``region`` is applied by the runner, which knows
     the image shape."""
-    from delusive.defenses import create_objective
+    from delusive.defenses import create_defense, create_objective
 
     if defense.objective_name == "standard":
         return create_objective("standard")
-    return create_objective(defense.name, defense.norm, defense.eps, **defense.params)
+    return create_defense(defense.objective_name, defense.norm, defense.eps, **defense.objective_params)
