@@ -107,7 +107,7 @@ def test_figure6_tells_defenses_apart_by_line_style_and_keeps_attack_colours():
     lines = {line.get_label(): line for line in fig.axes[1].get_lines()}
     assert lines["P3, ST"].get_linestyle() != lines["P3, PGD-AT"].get_linestyle()
     assert to_hex(lines["P3, ST"].get_color()) == to_hex(lines["P3, PGD-AT"].get_color())
-    assert fig.axes[1].get_ylabel().startswith("adversarial")
+    assert fig.axes[1].get_title().startswith("adversarial")
     plt.close("all")
 
 

@@ -117,6 +117,61 @@ def suptitle(fig: Any, title: str, fontsize: int = 8) -> None:
     fig.suptitle("\n".join(textwrap.wrap(title, width_chars)), fontsize=fontsize)
 
 
+MAX_COLS = 3  # panels per row of a figure grid: a paper's column, not a strip
+COLLAPSED_MARK = "†"
+
+
+def grid(n: int, panel: tuple[float, float] = (3.4, 3.0), sharey: bool = True, max_cols: int = MAX_COLS) -> tuple[
+        Any, list[Any]]:
+    """A figure of ``n`` panels in rows of at most ``max_cols`` (shared y axis where panels are compared),
+    the unused cells of the last row hidden; returns the figure and the ``n`` axes in reading order. Only the
+    first column keeps its y label and tick labels (the axis is shared)."""
+    plt = pyplot()
+    ncol = max(1, min(n, max_cols))
+    nrow = -(-max(n, 1) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(panel[0] * ncol, panel[1] * nrow), squeeze=False, sharey=sharey)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def first_column(axes: list[Any], ncol: int | None = None) -> list[Any]:
+    """The axes of a :func:`grid` that sit in its first column."""
+    ncol = ncol or max(1, min(len(axes), MAX_COLS))
+    return [ax for i, ax in enumerate(axes) if i % ncol == 0]
+
+
+def ylabel_first_column(axes: list[Any], label: str, ncol: int | None = None) -> None:
+    """The y label on the first column only (the axis is shared across a row)."""
+    for ax in first_column(axes, ncol):
+        ax.set_ylabel(label)
+
+
+def mark_collapsed_bars(ax: Any, xs: list[float], stats: list[dict[str, Any] | None], width: float,
+                        colour: str) -> bool:
+    """Mark bars whose cell had collapsed seeds: a † above the bar (its height is the mean of the seeds that
+    trained) and, where every seed collapsed, a hatched empty bar at the collapsed seeds' mean. True when any
+    mark was drawn (the caller adds one legend entry)."""
+    drew = False
+    for x, st in zip(xs, stats, strict=True):
+        if not st or not st.get("collapsed"):
+            continue
+        drew = True
+        if st["n"] == 0:
+            h = st["collapsed_mean"]
+            ax.bar([x], [h], width, color="none", edgecolor=colour, hatch="///", lw=0.8, label="_collapsed")
+        else:
+            h = st["mean"] + (st["std"] if st["n"] > 1 else 0.0)
+        ax.text(x, min(h + 1.5, 97), COLLAPSED_MARK, ha="center", va="bottom", fontsize=8)
+    return drew
+
+
+def collapsed_legend_entry(ax: Any, text: str = "† seeds collapsed (left out; hatched: all)") -> None:
+    """One legend entry explaining the collapse marks."""
+    ax.plot([], [], ls="none", marker="$†$", color="black", label=text)
+
+
 def pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend (reports are written headless)."""
     import matplotlib
