@@ -241,13 +241,19 @@ def _validate_components(spec: Spec, source: str) -> None:
     """Build every objective and training config now, so a bad value fails before anything is crafted."""
     from delusive.defenses import create_objective
 
+    runs: dict[str, DefenseSpec] = {}
     for i, d in enumerate(spec.defenses):
         try:
-            create_objective(d.objective_name, d.norm if d.objective_name != "standard" else None,
-                             d.eps if d.objective_name != "standard" else None,
-                             **(d.params if d.objective_name != "standard" else {}))
+            obj = create_objective(d.objective_name, d.norm if d.objective_name != "standard" else None,
+                                   d.eps if d.objective_name != "standard" else None,
+                                   **(d.params if d.objective_name != "standard" else {}))
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}.defenses[{i}] ({d.label}): {e}") from None
+        # two entries that train the same run would share one cell and one of them vanish from the report
+        same = runs.setdefault(config_hash({"defense": obj.describe(), "region": d.region}), d)
+        if same is not d:
+            raise SpecError(f"{source}.defenses: {_defense_text(same)} and {_defense_text(d)} are the same training "
+                            "run (ε = 0 is standard training); list it once")
     for dataset in spec.datasets:
         try:
             dataset_info(dataset)
@@ -264,6 +270,10 @@ def _validate_components(spec: Spec, source: str) -> None:
             crafting_train_config(spec, 0)
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}.crafting.train: {e}") from None
+
+
+def _defense_text(d: DefenseSpec) -> str:
+    return d.label if d.eps is None else f"{d.label} at ε={d.eps}"
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
