@@ -176,14 +176,14 @@ def test_every_combination_of_study_axes_reports(tmp_path):
 def test_figures_are_grids_with_shared_axes():
     rows = _combined()
     fig = plot_lines(rows, "defender_eps", ("natural_accuracy",), per_defense=True)
-    visible = [ax for ax in fig.axes if ax.get_visible()]
+    visible = [ax for ax in fig.axes if ax.get_visible() and ax.axison]  # the legend's cell has no axis
     assert len(visible) == 4  # AT × 4 combinations of the other two axes
     shapes = {ax.get_subplotspec().get_geometry()[:2] for ax in visible}
     assert shapes == {(2, 3)}  # rows of at most three, not a 1 × 4 strip
     assert all(ax.get_shared_y_axes().joined(visible[0], ax) for ax in visible)
     victims = [dict(r, model=m) for m in ("a", "b", "c", "d", "e") for r in three_seeds()]
     fig8 = plot_victims(victims)
-    vis = [ax for ax in fig8.axes if ax.get_visible()]
+    vis = [ax for ax in fig8.axes if ax.get_visible() and ax.axison]
     assert len(vis) == 5 and {ax.get_subplotspec().get_geometry()[:2] for ax in vis} == {(2, 3)}
     assert [bool(ax.get_ylabel()) for ax in vis] == [True, False, False, True, False]  # first column only
     plt.close("all")

@@ -95,7 +95,8 @@ def defense_names(records: list[dict[str, Any]]) -> dict[str, str | None]:
 
 def legend_outside(fig: Any, axes: list[Any], handles: list[Any] | None = None,
                    labels: list[str] | None = None) -> Any:
-    """One legend for the whole figure, to the right of every axes (never over a line or bar)."""
+    """One legend for the whole figure, never over a line or bar: in the empty last cell of a grid when there
+    is one, else to the right of every axes."""
     if handles is None or labels is None:
         handles, labels = [], []
         for ax in axes:
@@ -105,6 +106,12 @@ def legend_outside(fig: Any, axes: list[Any], handles: list[Any] | None = None,
                     labels.append(lab)
     if not handles:
         return None
+    spare = [ax for ax in fig.axes if not ax.get_visible()]
+    if spare and len(handles) <= 14:  # a grid's empty last cell holds the legend: no wide margin on the right
+        slot = spare[-1]
+        slot.set_visible(True)
+        slot.axis("off")
+        return slot.legend(handles, labels, loc="center", fontsize=7, frameon=False)
     return fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
 
 
