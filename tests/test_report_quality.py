@@ -105,6 +105,19 @@ def test_captions_print_the_eval_spec_verbatim_and_the_confidence_interval():
     assert "evaluation spec not recorded" in old and eval_note(three_seeds()).endswith("not recorded.")
 
 
+def test_figure_captions_in_the_markdown_carry_the_eval_spec_and_the_interval(tmp_path):
+    rows = [dict(r, eval_spec=EVAL_SPEC, defender_eps=eps, seed=r["seed"] + 10 * i)
+            for i, eps in enumerate((0.0, 0.1)) for r in three_seeds(flag_seed=2)]
+    paths = write_report(rows, tmp_path)
+    md = paths["table_md"].read_text()
+    figures = md.split("## Figures", 1)[1]
+    for png in ("figure.png", "curves.png", "figure5.png"):
+        caption = next(line for line in figures.splitlines() if line.startswith(f"*{png}*"))
+        assert describe_eval_spec(EVAL_SPEC) in caption and "95% Wilson" in caption, png
+        assert "collapsed to a constant predictor" in caption, png
+    assert describe_eval_spec(EVAL_SPEC) in paths["figure5_md"].read_text().split("![Figure 5]", 1)[1]
+
+
 def test_one_seed_has_no_spread_and_robust_cells_show_their_interval():
     one = [dict(rec(d, a, 0, 0.5), eval_spec=EVAL_SPEC) for d in ("ST", "PGD-AT") for a in ("clean", "P1", "P5")]
     md = table_markdown(one)

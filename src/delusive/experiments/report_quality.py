@@ -15,6 +15,7 @@ images well above chance, which is slow training, not a constant predictor). Nat
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -38,15 +39,20 @@ class Collapse:
 
 def num_classes(r: Record) -> int | None:
     """K of a record's dataset: recorded, or from the dataset catalog (None when it cannot be told)."""
-    for key in ("num_classes",):
-        if isinstance(r.get(key), int) and r[key] > 1:
-            return int(r[key])
+    if isinstance(r.get("num_classes"), int) and r["num_classes"] > 1:
+        return int(r["num_classes"])
     if isinstance(r.get("per_class_accuracy"), list) and len(r["per_class_accuracy"]) > 1:
         return len(r["per_class_accuracy"])
+    return _catalog_classes(str(r.get("dataset")))
+
+
+@functools.lru_cache(maxsize=64)
+def _catalog_classes(dataset: str) -> int | None:
+    """K from the catalog, once per dataset name (a ``folder:`` entry lists its directory)."""
     try:
         from delusive.data import dataset_info
 
-        k = dataset_info(str(r.get("dataset"))).num_classes
+        k = dataset_info(dataset).num_classes
     except (ValueError, OSError, TypeError, ImportError):
         return None
     return k if k > 1 else None
