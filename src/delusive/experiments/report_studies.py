@@ -130,6 +130,17 @@ def combos(records: list[Record], axis: str | None = None) -> list[tuple[str, li
     return [(label(t), [r for r in records if matches(r, t)]) for t in targets]
 
 
+def _shared_axes_label(rs: list[Record], axis: str, among: list[Record]) -> str:
+    """The values of the other varying study axes that every record of ``rs`` has (``+100 clean``); an axis
+    the records lack (standard training's defender ε) is left out."""
+    parts = []
+    for a in axes_present(among):
+        values = {r.get(a) for r in rs}
+        if a != axis and len(values) == 1 and None not in values:
+            parts.append(AXIS_TEXT[a].format(_num(values.pop())))
+    return " ".join(parts)
+
+
 def _with(group: str, combo: str) -> str:
     return f"{group}, {combo}" if combo else group
 
@@ -255,16 +266,26 @@ def plot_lines(records: list[Record], axis: str, metrics: tuple[str, ...], per_d
     the other study axes the records vary. ``title``: a short title; the caption goes in the Markdown."""
     recs = [r for r in records if axis in r]
     panels: list[tuple[str, list[Record], str]] = []
-    for combo, crs in combos(recs, axis):
+    groups = combos(recs, axis)
+    seen: dict[tuple[Any, ...], int] = {}
+    for combo, crs in groups:
         where = f" — {combo}" if combo else ""
         if per_defense:
             for d in defense_order(crs):
-                panels += [(f"{d}{where}" + (f" ({_metric_name(m)})" if len(metrics) > 1 else ""),
-                            [r for r in crs if r["defense"] == d], m) for m in metrics]
+                rs = [r for r in crs if r["defense"] == d]
+                for m in metrics:
+                    key = (d, m, tuple(id(r) for r in rs))
+                    if key in seen:  # a baseline without a value on some axis (ST): one panel, not one per value
+                        continue
+                    seen[key] = len(panels)
+                    own = _shared_axes_label(rs, axis, recs)
+                    panels.append((d + (f" — {own}" if own else "") + (f" ({_metric_name(m)})" if len(metrics) > 1
+                                                                         else ""), rs, m))
         else:
             panels += [(f"{_metric_name(m)}{where}", crs, m) for m in metrics]
-    per_combo = len(panels) // max(len(combos(recs, axis)), 1)
-    ncol = per_combo if 1 < per_combo <= 3 else min(3, len(panels))  # one row per value of the other axes
+    per_combo = len(panels) // max(len(groups), 1)
+    regular = per_combo * len(groups) == len(panels)
+    ncol = per_combo if regular and 1 < per_combo <= 3 else min(3, len(panels))  # a row per value of the other axes
     fig, axes = grid(len(panels), panel=(3.4, 2.9), max_cols=ncol)
     several = len({r["defense"] for r in recs}) > 1 and not per_defense
     ticks = sorted({r[axis] for r in recs})

@@ -116,12 +116,13 @@ def legend_outside(fig: Any, axes: list[Any], handles: list[Any] | None = None,
 
 
 def suptitle(fig: Any, title: str, fontsize: int = 8) -> None:
-    """The figure's title, wrapped to the figure's width: a long preset description must not widen the
-    saved image (``bbox_inches="tight"`` grows the canvas to fit one long line) and shrink the panels."""
+    """The figure's short title, wrapped to the figure's width and cut to two lines: a long text must not
+    widen the saved image (``bbox_inches="tight"`` grows the canvas to fit one long line) nor push the panels
+    down; what a figure shows in full belongs in its Markdown caption."""
     if not title:
         return
     width_chars = max(40, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
-    fig.suptitle("\n".join(textwrap.wrap(title, width_chars)), fontsize=fontsize)
+    fig.suptitle("\n".join(textwrap.wrap(title, width_chars, max_lines=2, placeholder=" …")), fontsize=fontsize)
 
 
 MAX_COLS = 3  # panels per row of a figure grid: a paper's column, not a strip
@@ -190,8 +191,11 @@ def pyplot() -> Any:
 
 
 def save(fig: Any, out: Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as PNG atomically, the outside legend included, and close it."""
-    fig.tight_layout()
+    """Write ``fig`` as PNG atomically, the outside legend included, and close it. A figure title gets its own
+    band above the panels (tight_layout alone lets it run into a tall grid's first row of panel titles)."""
+    title = getattr(fig, "_suptitle", None)
+    lines = title.get_text().count("\n") + 1 if title is not None and title.get_text() else 0
+    fig.tight_layout(rect=(0, 0, 1, 1 - min(0.3, 0.2 * lines / fig.get_figheight())) if lines else None)
     with atomic_write(out, "wb") as f:
         fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
     pyplot().close(fig)
