@@ -132,7 +132,7 @@ def test_report_mean_column_averages_poisoned_cells_only():
     records = [_rec("ST", "clean", 0, 0.90), _rec("ST", "P1", 0, 0.30), _rec("ST", "P2", 0, 0.50),
                _rec("ST", "P2", 1, 0.70), _rec("AT", "P1", 0, 0.80)]
     md = table_markdown(records)
-    assert "| training | clean | P1 | P2 | mean P1–P2 | train time / run (s) |" in md
+    assert "| training | clean | P1 | P2 | mean of P1, P2 | train time / run (s) |" in md  # named exactly
     assert "| ST | 90.00 | 30.00 | 60.00 ± 14.14 | 45.00 | 10 |" in md  # (30 + 60) / 2, clean excluded
     assert "| AT | — | 80.00 | — | — | 10 |" in md  # a missing cell leaves the mean undefined
     assert "\nAccuracy in %" in md

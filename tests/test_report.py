@@ -89,16 +89,31 @@ def _figures():
             "figure8": plot_victims(two_models), "figure9": plot_ssl(ssl)}
 
 
+def _legend(fig):
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 1
+    return legends[0]
+
+
 def test_legends_sit_outside_every_axes():
     for name, fig in _figures().items():
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()
-        assert all(ax.get_legend() is None for ax in fig.axes), name
-        assert len(fig.legends) == 1, name
-        box = fig.legends[0].get_window_extent(renderer)
-        for ax in fig.axes:
-            if ax.get_visible():
-                assert box.x0 >= ax.get_window_extent(renderer).x1, f"{name}: legend overlaps an axes"
+        box = _legend(fig).get_window_extent(renderer)
+        data_axes = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+        assert data_axes, name
+        for ax in data_axes:
+            assert ax.get_legend() is None, f"{name}: a legend inside a panel"
+            assert not box.overlaps(ax.get_window_extent(renderer)), f"{name}: legend overlaps an axes"
+    plt.close("all")
+
+
+def test_a_grid_puts_its_legend_in_the_empty_cell_and_a_full_row_to_the_right():
+    five = plot_victims([dict(r, model=m) for m in ("a", "b", "c", "d", "e") for r in sweep()])
+    slot = [ax for ax in five.axes if ax.get_legend() is not None]
+    assert len(slot) == 1 and not slot[0].axison and not five.legends
+    two = plot_victims(sweep() + [dict(r, model="mlp") for r in sweep()])
+    assert len(two.legends) == 1 and all(ax.get_legend() is None for ax in two.axes)
     plt.close("all")
 
 
@@ -107,7 +122,7 @@ def test_figure6_tells_defenses_apart_by_line_style_and_keeps_attack_colours():
     lines = {line.get_label(): line for line in fig.axes[1].get_lines()}
     assert lines["P3, ST"].get_linestyle() != lines["P3, PGD-AT"].get_linestyle()
     assert to_hex(lines["P3, ST"].get_color()) == to_hex(lines["P3, PGD-AT"].get_color())
-    assert fig.axes[1].get_ylabel().startswith("adversarial")
+    assert fig.axes[1].get_title().startswith("adversarial")
     plt.close("all")
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -84,7 +85,7 @@ def _sweep_and_report(spec, out: str, max_cells: int | None,  # type: ignore[no-
     records = run_sweep(spec, out, max_cells=max_cells, executor=ex)
     store = RunStore(out)
     with store.claim("report", "table"):  # concurrent sweeps into one directory write one report at a time
-        paths = write_report(records, store.report_dir, spec.description or spec.name)
+        paths = write_report(records, store.report_dir, spec.name)  # captions come from the records
     print(Path(paths["table_md"]).read_text())
     print(f"{len(records)} cells in {time.perf_counter() - t0:.0f}s; figure: {paths['figure']}; "
           f"curves: {paths['curves']}; tables: {paths['table_md']}, {paths['table_csv']}")
@@ -108,12 +109,21 @@ def _spec_or_usage(loader, source: str, overrides: list[str] | None):  # type: i
         raise UsageError(str(e)) from None
 
 
+def _spec_name(path: Path) -> str:
+    """The sweep's name from its resolved spec (the report's heading); empty when unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("name", "")) if isinstance(data, dict) else ""
+
+
 def run_report(args: argparse.Namespace) -> int:
     store = RunStore(args.rundir)
     records = store.records()
     if not records:
         raise UsageError(f"{args.rundir}: no finished cells (cells/*/result.json) to report")
-    paths = write_report(records, args.out or store.report_dir)
+    paths = write_report(records, args.out or store.report_dir, _spec_name(store.root / "spec.json"))
     print(Path(paths["table_md"]).read_text())
     print(f"figure: {paths['figure']}; curves: {paths['curves']}")
     return 0

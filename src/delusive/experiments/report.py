@@ -13,8 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from delusive.experiments.report_defenses import write_defense_report
+from delusive.experiments.report_quality import (
+    ci_note,
+    collapse,
+    eval_note,
+    figure_caption,
+    run_config,
+    sample_size,
+    seeds_text,
+)
 from delusive.experiments.report_stats import (
     axes_present,
+    collapse_footnote,
     epoch_note,
     format_cell,
     is_standard,
@@ -28,11 +38,15 @@ from delusive.experiments.report_style import (
     ATTACK_ORDER,
     attack_colour,
     attack_order,
+    collapsed_legend_entry,
     defense_colour,
     defense_order,
+    grid,
     legend_outside,
+    mark_collapsed_bars,
     pyplot,
     save,
+    ylabel_first_column,
 )
 from delusive.utils import atomic_write_text
 
@@ -81,13 +95,31 @@ def train_time(record: dict[str, Any]) -> float:
     return sum(epochs) if epochs else float(record.get("train_time_s", 0.0))
 
 
-def _mean_of_means(stats: list[dict[str, float] | None]) -> str:
-    """Mean of a row's cell means; "—" when a cell is missing (a partial sweep)."""
+P1_P5 = ["P1", "P2", "P3", "P4", "P5"]
+
+
+def mean_header(poisoned: list[str]) -> str:
+    """The mean column's name, exact about what it averages: ``mean P1–P5`` only when all five ran."""
+    if all(p in poisoned for p in P1_P5):
+        others = [p for p in poisoned if p not in P1_P5]
+        return "mean " + ", ".join([*others, "P1–P5"])
+    return "mean of " + ", ".join(poisoned)
+
+
+def _mean_of_means(stats: list[dict[str, Any] | None]) -> str:
+    """Mean of a row's cell means (each over the seeds that trained); "—" when a cell is missing (a partial
+    sweep) or every seed of a cell collapsed; † when a cell lost some seeds to a collapse."""
+    if any(st is None or st["n"] == 0 for st in stats):
+        return "—"
     means = [st["mean"] for st in stats if st is not None]
-    return f"{sum(means) / len(means):.2f}" if len(means) == len(stats) else "—"
+    partial = any(st is not None and st["n"] < st.get("total", st["n"]) for st in stats)
+    return f"{sum(means) / len(means):.2f}" + ("†" if partial else "")
 
 
 def table_markdown(records: list[dict[str, Any]], metric: str = "natural_accuracy", title: str = "") -> str:
+    """A Markdown table of ``metric`` (rows training method with the study-axis values, columns attacks), its
+    caption (seeds, epoch, the evaluation spec verbatim, the 95% Wilson half-width of one cell) and a footnote
+    listing every collapsed cell left out of the means."""
     rows, cols = _rows(records), _cols(records)
     stats = aggregate(records, metric)
     axes = axes_present(records)
@@ -99,42 +131,60 @@ def table_markdown(records: list[dict[str, Any]], metric: str = "natural_accurac
         lines += [f"**{title}**", ""]
     poisoned = [c for c in cols if c != "clean"]
     with_mean = len(poisoned) >= 2
-    head = cols + ([f"mean {poisoned[0]}–{poisoned[-1]}"] if with_mean else [])
+    head = cols + ([mean_header(poisoned)] if with_mean else [])
     lines.append("| training | " + " | ".join(head) + " | train time / run (s) |")
     lines.append("|---|" + "---|" * len(head) + "---|")
+    one_seed = len({r["seed"] for r in records}) == 1
+    ci_n = _single_n(records, metric) if one_seed and "robust" in metric else None
     for row in rows:
         t = times[row]
-        cells = [format_cell(stats.get((row, c))) for c in cols]
+        cells = [format_cell(stats.get((row, c)), ci_n) for c in cols]
         if with_mean:
             cells.append(_mean_of_means([stats.get((row, c)) for c in poisoned]))
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {sum(t) / len(t):.0f} |")
-    seeds = sorted({r["seed"] for r in records})
     what = "Robust accuracy (under the attack named above)" if "robust" in metric else "Accuracy"
-    lines += ["", f"{what} in % on the clean test set, mean ± sample std over seeds {seeds}."
-              + (" The mean column averages the row's poisoned-data cells (Table 2's summary of a defense)."
-                 if with_mean else "")
-              + " Train time is the training loop alone, without the per-epoch test evaluation."]
+    means = [st["mean"] for st in stats.values() if st["n"] > 0]
+    caption = (f"{what} in % on the clean test set, {seeds_text(records)}."
+               + (f" The mean column averages the row's poisoned-data cells ({', '.join(poisoned)}; Table 2's "
+                  "summary of a defense)." if with_mean else "")
+               + " Train time is the training loop alone, without the per-epoch test evaluation. "
+               + eval_note(records))
+    ci = ci_note(records, metric, means)
+    if ci_n:
+        ci += " One seed: each cell shows its 95% Wilson interval in brackets."
+    foot = collapse_footnote(stats, lambda k: f"{k[0]} on {k[1]}", order=[(r, c) for r in rows for c in cols])
+    lines += ["", caption + (f" {ci}" if ci else "")] + (["", foot] if foot else [])
     return "\n".join(lines) + "\n"
+
+
+def _single_n(records: list[dict[str, Any]], metric: str) -> int | None:
+    """The one sample size of ``metric`` over the records (None when unknown or mixed)."""
+    ns = {sample_size(r, metric) for r in records}
+    return ns.pop() if len(ns) == 1 else None
 
 
 def table_csv(records: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["training", "attack", "metric", "mean_percent", "std_percent", "n_seeds"])
+    w.writerow(["training", "attack", "metric", "mean_percent", "std_percent", "n_seeds", "n_collapsed"])
     for metric in ("natural_accuracy", "robust_accuracy", "last_natural_accuracy", "best_natural_accuracy"):
         stats = aggregate(records, metric)
         for row in _rows(records):
             for col in _cols(records):
                 s = stats.get((row, col))
                 if s:
-                    w.writerow([row, col, metric, f"{s['mean']:.4f}", f"{s['std']:.4f}", s["n"]])
+                    w.writerow([row, col, metric, "" if s["n"] == 0 else f"{s['mean']:.4f}", f"{s['std']:.4f}",
+                                s["n"], s["total"] - s["n"]])
     return buf.getvalue()
 
 
 def plot_bars(records: list[dict[str, Any]], title: str = "", ax: Any = None, metric: str = "natural_accuracy",
               baseline: bool = True) -> Any:
     """Grouped bars of ``metric`` per attack (x) and training method (colour); the dashed line is clean
-    standard training (the paper's Figure 4). Draws into ``ax`` when given, else into a new figure (returned)."""
+    standard training (the paper's Figure 4). Bars are means over the seeds that trained, with sample-std
+    error bars only when two or more did; collapsed seeds are marked (†, hatched where all collapsed). Draws
+    into ``ax`` when given, else into a new figure (returned). ``title``: a short title (the caption goes
+    in the Markdown)."""
     plt = pyplot()
     axes = axes_present(records)
     rows, cols = _rows(records), _cols(records)
@@ -145,21 +195,28 @@ def plot_bars(records: list[dict[str, Any]], title: str = "", ax: Any = None, me
     label_of = {row_label(r, axes): r for r in records}
     shade = _shades(rows, label_of)
     width = 0.8 / max(len(rows), 1)
+    marked = False
     for i, row in enumerate(rows):
         xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(cols))]
-        means = [stats.get((row, c), {"mean": float("nan")})["mean"] for c in cols]
-        errs = [stats.get((row, c), {"std": 0.0})["std"] for c in cols]
+        cells = [stats.get((row, c)) for c in cols]
+        means = [st["mean"] if st and st["n"] > 0 else float("nan") for st in cells]
+        errs = [st["std"] if st and st["n"] > 1 else 0.0 for st in cells]
         r0 = label_of[row]
-        ax.bar(xs, means, width, yerr=errs, capsize=2, label=row, alpha=shade[row],
-               color=defense_colour(r0["defense"], r0.get("defense_name")))
+        colour = defense_colour(r0["defense"], r0.get("defense_name"))
+        ax.bar(xs, means, width, yerr=errs if any(st and st["n"] > 1 for st in cells) else None, capsize=2,
+               label=row, alpha=shade[row], color=colour)
+        marked |= mark_collapsed_bars(ax, xs, cells, width, colour)
+    if marked:
+        collapsed_legend_entry(ax)
     standard = [r for r in records if is_standard(r)]
     base = stats.get((row_label(standard[0], axes), "clean")) if standard and baseline else None
-    if base:
+    if base and base["n"] > 0:
         ax.axhline(base["mean"], color="black", ls="--", lw=1, label=f"{row_label(standard[0], axes)} on clean data")
     ax.set_xticks(range(len(cols)), cols)
     ax.set_ylabel("natural test accuracy (%)" if metric == "natural_accuracy" else f"{metric} (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=8)
+    if title:
+        ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=9)
     if fig is not None:
         legend_outside(fig, [ax])
     return fig
@@ -181,33 +238,36 @@ def figure_bars(records: list[dict[str, Any]], out: Path, title: str = "") -> Pa
 
 
 def plot_curves(records: list[dict[str, Any]]) -> Any:
-    """Clean-test natural accuracy per epoch, one panel per training method (row of the table), one line per
-    attack and seed, coloured by attack; one legend (attacks) outside the panels."""
-    plt = pyplot()
+    """Clean-test natural accuracy per epoch, one panel per training method (row of the table) in a grid of
+    at most three panels a row with a shared y axis, one line per attack and seed, coloured by attack; a
+    collapsed run is dotted; one legend (attacks) outside the panels."""
     from matplotlib.ticker import MaxNLocator
 
     axes_ = axes_present(records)
     rows = _rows(records)
-    ncol = min(len(rows), 4)
-    nrow = -(-len(rows) // ncol)
-    fig, grid = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3 * nrow), squeeze=False)
-    for ax in grid.flat[len(rows):]:
-        ax.set_visible(False)
-    for ax, row in zip(grid.flat, rows, strict=False):
+    fig, panels = grid(len(rows), panel=(3.2, 2.8))
+    any_collapsed = False
+    for ax, row in zip(panels, rows, strict=True):
         for attack in _cols(records):
             first = True
             for r in sorted(records, key=lambda r: r["seed"]):
                 if row_label(r, axes_) != row or r["attack"] != attack:
                     continue
                 h = [e for e in r.get("history", []) if "test_natural_accuracy" in e]
+                bad = collapse(r) is not None
+                any_collapsed |= bad
                 ax.plot([e["epoch"] for e in h], [100 * e["test_natural_accuracy"] for e in h], marker=".",
-                        color=attack_colour(attack), lw=1, label=attack if first else "_" + attack)
+                        color=attack_colour(attack), lw=1, ls=":" if bad else "-", alpha=0.6 if bad else 1.0,
+                        label=attack if first else "_" + attack)
                 first = False
         ax.set_title(row, fontsize=9)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("natural test accuracy (%)")
+        ax.set_ylim(0, 100)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    legend_outside(fig, list(grid.flat))
+    ylabel_first_column(panels, "natural test accuracy (%)", min(3, len(panels)))
+    if any_collapsed:
+        panels[0].plot([], [], color="grey", ls=":", label="† collapsed run (dotted)")
+    legend_outside(fig, panels)
     return fig
 
 
@@ -225,13 +285,17 @@ def spec_position(record: dict[str, Any]) -> tuple[int, ...]:
 
 def write_report(records: list[dict[str, Any]], out_dir: str | Path, title: str = "") -> dict[str, Path]:
     """table.md / table.csv / figure.png (Figure 4) / curves.png for every sweep, and the files of each study
-    layout whose axis the records carry (see :func:`report_studies.write_studies`); returns every path."""
+    layout whose axis the records carry (see :func:`report_studies.write_studies`); returns every path.
+
+    ``title`` heads table.md (a spec's name); the configuration line under it and every caption are
+    resolved from the records, so a run with ``--set`` overrides is described as it ran. Figures carry short
+    titles; their captions are in the Markdown (section "Figures")."""
     if not records:
         raise ValueError(f"{out_dir}: no finished cells to report")
     records = sorted(records, key=spec_position)   # tables and panels in the spec's order, not finish order
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    parts = [f"# {title or 'Sweep report'}\n"]
+    parts = [f"# {title or 'Sweep report'}\n", f"Configuration (from the records): {run_config(records)}.\n"]
     multi = len(groups(records)) > 1
     for name, rs in groups(records):
         suffix = f" — {name}" if multi else ""
@@ -244,19 +308,26 @@ def write_report(records: list[dict[str, Any]], out_dir: str | Path, title: str 
             parts.append(table_markdown(rs, "last_natural_accuracy", f"Natural accuracy at the final epoch{suffix}"))
     paths = {"table_md": out / "table.md", "table_csv": out / "table.csv", "figure": out / "figure.png",
              "curves": out / "curves.png"}
-    studies, sections = write_studies(records, out, title)
-    atomic_write_text(paths["table_md"], "\n".join(parts + sections))
-    atomic_write_text(paths["table_csv"], table_csv(records) if not multi else _csv_groups(records))
-    first = groups(records)[0][1]
-    figure_bars(first, paths["figure"], title)
+    studies, sections, captions = write_studies(records, out)
+    first_name, first = groups(records)[0]
+    figure_bars(first, paths["figure"], first_name)
     figure_curves(first, paths["curves"])
-    studies.update(write_defense_report(records, out, title))  # the defense comparison (issue 23), if any
+    studies.update(write_defense_report(records, out, title))  # the defense comparison, if any
+    shown = f" ({first_name}; the other groups are in the tables)" if multi else ""
+    figs = ["## Figures", "", "![Figure 4 layout](figure.png)", "",
+            "*figure.png* — " + figure_caption(first, "Natural test accuracy per attack (x) and training method "
+                                               f"(colour){shown}; dashed: standard training on clean data"), "",
+            "![training curves](curves.png)", "",
+            "*curves.png* — " + figure_caption(first, "Clean-test natural accuracy per epoch, one panel per table "
+                                               f"row, one line per attack and seed{shown}", kind="spread"), ""]
+    atomic_write_text(paths["table_md"], "\n".join(parts + sections + figs + captions))
+    atomic_write_text(paths["table_csv"], table_csv(records) if not multi else _csv_groups(records))
     return {**paths, **studies}
 
 
 def _csv_groups(records: list[dict[str, Any]]) -> str:
     """table.csv of a sweep over several datasets or models: one block per group, a group column first."""
-    lines = ["dataset_model,training,attack,metric,mean_percent,std_percent,n_seeds"]
+    lines = ["dataset_model,training,attack,metric,mean_percent,std_percent,n_seeds,n_collapsed"]
     for name, rs in groups(records):
         lines += [f'"{name}",{line}' for line in table_csv(rs).splitlines()[1:]]
     return "\n".join(lines) + "\n"

@@ -23,19 +23,38 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
 
 
-def format_cell(stat: dict[str, float] | None) -> str:
+def format_cell(stat: dict[str, Any] | None, ci_n: int | None = None) -> str:
+    """``mean ± std`` over the seeds that trained (the mean alone for one seed), ``(k/n)†`` when only k of n
+    seeds trained (the rest collapsed, listed in the table's footnote), ``collapsed (0/n)†`` when none did.
+    ``ci_n``: a one-seed accuracy measured on that many images also shows its 95% Wilson interval."""
     if stat is None:
         return "—"
-    if stat["n"] < 2:
-        return f"{stat['mean']:.2f}"
-    return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+    total = int(stat.get("total", stat["n"]))
+    if stat["n"] == 0:
+        return f"collapsed (0/{total})†"
+    text = f"{stat['mean']:.2f}" if stat["n"] < 2 else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+    if ci_n and stat["n"] == 1:
+        from delusive.experiments.report_quality import ci_text
+
+        text += f" {ci_text(stat['mean'], ci_n)}"
+    return text + (f" ({stat['n']}/{total})†" if stat["n"] < total else "")
 
 
 def stats_by(records: list[dict[str, Any]], key: Callable[[dict[str, Any]], Hashable],
-             value: Callable[[dict[str, Any]], float | None], scale: float = 100.0) -> dict[Any, dict[str, float]]:
-    """key → {mean, std, n} of ``value`` × ``scale`` over seeds; records whose value is None are left out. A seed
-    seen twice under one key is an error rather than an extra sample (the records mix configurations)."""
+             value: Callable[[dict[str, Any]], float | None], scale: float = 100.0,
+             exclude_collapsed: bool = True) -> dict[Any, dict[str, Any]]:
+    """key → {mean, std, n, total, collapsed} of ``value`` × ``scale`` over seeds; records whose value is None
+    are left out. A seed seen twice under one key is an error rather than an extra sample (the records mix
+    configurations).
+
+    Collapsed cells (:func:`report_quality.collapse`) never enter the mean: ``n`` counts the seeds that
+    trained, ``total`` all of them, ``collapsed`` lists the collapsed records (with ``collapsed_mean`` their
+    mean, for a figure to mark). ``exclude_collapsed=False`` for quantities a collapse does not affect
+    (crafting times)."""
+    from delusive.experiments.report_quality import collapse
+
     vals: dict[Any, list[float]] = defaultdict(list)
+    bad: dict[Any, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
     seen: set[tuple[Any, int]] = set()
     for r in records:
         v = value(r)
@@ -45,12 +64,37 @@ def stats_by(records: list[dict[str, Any]], key: Callable[[dict[str, Any]], Hash
         if (k, r["seed"]) in seen:
             raise ValueError(f"two results for {k} with seed {r['seed']}: the records mix configurations")
         seen.add((k, r["seed"]))
-        vals[k].append(scale * float(v))
-    out = {}
-    for k, vs in vals.items():
-        m, s = mean_std(vs)
-        out[k] = {"mean": m, "std": s, "n": len(vs)}
+        if exclude_collapsed and collapse(r) is not None:
+            bad[k].append((scale * float(v), r))
+        else:
+            vals[k].append(scale * float(v))
+    out: dict[Any, dict[str, Any]] = {}
+    for k in list(dict.fromkeys([*vals, *bad])):
+        vs, cs = vals.get(k, []), bad.get(k, [])
+        m, s = mean_std(vs) if vs else (float("nan"), 0.0)
+        cs = sorted(cs, key=lambda vr: vr[1]["seed"])
+        out[k] = {"mean": m, "std": s, "n": len(vs), "total": len(vs) + len(cs),
+                  "collapsed": [r for _, r in cs], "collapsed_values": [v for v, _ in cs]}
+        if cs:
+            out[k]["collapsed_mean"] = sum(v for v, _ in cs) / len(cs)
     return out
+
+
+def collapse_footnote(stats: dict[Any, dict[str, Any]], name: Callable[[Any], str],
+                      order: list[Any] | None = None) -> str:
+    """``† collapsed to a constant predictor, left out of the means: PGD-AT on P1: seed 1 (epoch 1); ...``
+    (empty when no cell collapsed). ``name`` renders a stats key."""
+    from delusive.experiments.report_quality import collapse_text
+
+    keys = [k for k in (order or []) if k in stats] + [k for k in stats if order is None or k not in order]
+    items = [f"{name(k)}: " + ", ".join(f"{collapse_text(r)} {v:.2f}" for r, v in
+                                        zip(stats[k]["collapsed"], stats[k]["collapsed_values"], strict=True))
+             for k in keys if stats[k].get("collapsed")]
+    if not items:
+        return ""
+    return ("† collapsed to a constant predictor (training loss at ln K, or accuracy at chance), left out of the "
+            "means; (k/n): k of n seeds trained. Collapsed cells, with the value each measured: "
+            + "; ".join(items) + ".")
 
 
 def field(name: str) -> Callable[[dict[str, Any]], float | None]:

@@ -95,7 +95,8 @@ def defense_names(records: list[dict[str, Any]]) -> dict[str, str | None]:
 
 def legend_outside(fig: Any, axes: list[Any], handles: list[Any] | None = None,
                    labels: list[str] | None = None) -> Any:
-    """One legend for the whole figure, to the right of every axes (never over a line or bar)."""
+    """One legend for the whole figure, never over a line or bar: in the empty last cell of a grid when there
+    is one, else to the right of every axes."""
     if handles is None or labels is None:
         handles, labels = [], []
         for ax in axes:
@@ -105,16 +106,78 @@ def legend_outside(fig: Any, axes: list[Any], handles: list[Any] | None = None,
                     labels.append(lab)
     if not handles:
         return None
+    spare = [ax for ax in fig.axes if not ax.get_visible()]
+    if spare and len(handles) <= 14:  # a grid's empty last cell holds the legend: no wide margin on the right
+        slot = spare[-1]
+        slot.set_visible(True)
+        slot.axis("off")
+        return slot.legend(handles, labels, loc="center", fontsize=7, frameon=False)
     return fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
 
 
 def suptitle(fig: Any, title: str, fontsize: int = 8) -> None:
-    """The figure's title, wrapped to the figure's width: a long preset description must not widen the
-    saved image (``bbox_inches="tight"`` grows the canvas to fit one long line) and shrink the panels."""
+    """The figure's short title, wrapped to the figure's width and cut to two lines: a long text must not
+    widen the saved image (``bbox_inches="tight"`` grows the canvas to fit one long line) nor push the panels
+    down; what a figure shows in full belongs in its Markdown caption."""
     if not title:
         return
     width_chars = max(40, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
-    fig.suptitle("\n".join(textwrap.wrap(title, width_chars)), fontsize=fontsize)
+    fig.suptitle("\n".join(textwrap.wrap(title, width_chars, max_lines=2, placeholder=" …")), fontsize=fontsize)
+
+
+MAX_COLS = 3  # panels per row of a figure grid: a paper's column, not a strip
+COLLAPSED_MARK = "†"
+
+
+def grid(n: int, panel: tuple[float, float] = (3.4, 3.0), sharey: bool = True, max_cols: int = MAX_COLS) -> tuple[
+        Any, list[Any]]:
+    """A figure of ``n`` panels in rows of at most ``max_cols`` (shared y axis where panels are compared),
+    the unused cells of the last row hidden; returns the figure and the ``n`` axes in reading order. Only the
+    first column keeps its y label and tick labels (the axis is shared)."""
+    plt = pyplot()
+    ncol = max(1, min(n, max_cols))
+    nrow = -(-max(n, 1) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(panel[0] * ncol, panel[1] * nrow), squeeze=False, sharey=sharey)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def first_column(axes: list[Any], ncol: int | None = None) -> list[Any]:
+    """The axes of a :func:`grid` that sit in its first column."""
+    ncol = ncol or max(1, min(len(axes), MAX_COLS))
+    return [ax for i, ax in enumerate(axes) if i % ncol == 0]
+
+
+def ylabel_first_column(axes: list[Any], label: str, ncol: int | None = None) -> None:
+    """The y label on the first column only (the axis is shared across a row)."""
+    for ax in first_column(axes, ncol):
+        ax.set_ylabel(label)
+
+
+def mark_collapsed_bars(ax: Any, xs: list[float], stats: list[dict[str, Any] | None], width: float,
+                        colour: str) -> bool:
+    """Mark bars whose cell had collapsed seeds: a † above the bar (its height is the mean of the seeds that
+    trained) and, where every seed collapsed, a hatched empty bar at the collapsed seeds' mean. True when any
+    mark was drawn (the caller adds one legend entry)."""
+    drew = False
+    for x, st in zip(xs, stats, strict=True):
+        if not st or not st.get("collapsed"):
+            continue
+        drew = True
+        if st["n"] == 0:
+            h = st["collapsed_mean"]
+            ax.bar([x], [h], width, color="none", edgecolor=colour, hatch="///", lw=0.8, label="_collapsed")
+        else:
+            h = st["mean"] + (st["std"] if st["n"] > 1 else 0.0)
+        ax.text(x, min(h + 1.5, 97), COLLAPSED_MARK, ha="center", va="bottom", fontsize=8)
+    return drew
+
+
+def collapsed_legend_entry(ax: Any, text: str = "† seeds collapsed (left out; hatched: all)") -> None:
+    """One legend entry explaining the collapse marks."""
+    ax.plot([], [], ls="none", marker="$†$", color="black", label=text)
 
 
 def pyplot() -> Any:
@@ -128,8 +191,11 @@ def pyplot() -> Any:
 
 
 def save(fig: Any, out: Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as PNG atomically, the outside legend included, and close it."""
-    fig.tight_layout()
+    """Write ``fig`` as PNG atomically, the outside legend included, and close it. A figure title gets its own
+    band above the panels (tight_layout alone lets it run into a tall grid's first row of panel titles)."""
+    title = getattr(fig, "_suptitle", None)
+    lines = title.get_text().count("\n") + 1 if title is not None and title.get_text() else 0
+    fig.tight_layout(rect=(0, 0, 1, 1 - min(0.3, 0.2 * lines / fig.get_figheight())) if lines else None)
     with atomic_write(out, "wb") as f:
         fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
     pyplot().close(fig)

@@ -260,16 +260,22 @@ def _validate_components(spec: Spec, source: str) -> None:
     """Build every objective and training config now, so a bad value fails before anything is crafted."""
     from delusive.defenses import check_transforms, create_defense
 
+    runs: dict[str, DefenseSpec] = {}
     for i, d in enumerate(spec.defenses):
         try:
-            objective = create_defense(d.objective_name, d.norm if d.objective_name != "standard" else None,
-                                       d.eps if d.objective_name != "standard" else None, **d.objective_params)
+            obj = create_defense(d.objective_name, d.norm if d.objective_name != "standard" else None,
+                                 d.eps if d.objective_name != "standard" else None, **d.objective_params)
             for dataset in spec.datasets:  # e.g. grayscale on a 1-channel set, refused before anything runs
                 shape = dataset_info(dataset).shape if _known(dataset) else (0, 0, 0)
                 if shape[0]:
-                    check_transforms(objective, shape)
+                    check_transforms(obj, shape)
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}.defenses[{i}] ({d.label}): {e}") from None
+        # two entries that train the same run would share one cell and one of them vanish from the report
+        same = runs.setdefault(config_hash({"defense": obj.describe(), "region": d.region}), d)
+        if same is not d:
+            raise SpecError(f"{source}.defenses: {_defense_text(same)} and {_defense_text(d)} are the same training "
+                            "run (ε = 0 is standard training); list it once")
     for dataset in spec.datasets:
         try:
             dataset_info(dataset)
@@ -294,6 +300,10 @@ def _known(dataset: str) -> bool:
     except (ValueError, TypeError):
         return False  # reported below, with the dataset's own message
     return True
+
+
+def _defense_text(d: DefenseSpec) -> str:
+    return d.label if d.eps is None else f"{d.label} at ε={d.eps}"
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
