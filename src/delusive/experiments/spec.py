@@ -31,7 +31,7 @@ CRAFTING_KEYS = {"arch", "epochs", "train", "val_size"}
 TRAIN_KEYS = {"epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
               "crop_padding", "hflip", "precision", "eps_ramp", "lr_warmup"}
 EVAL_KEYS = {"norm", "eps", "attack", "steps", "restarts", "robust_subset", "rel_step_size", "val_size", "select",
-             "epoch_attack", "epoch_steps", "epoch_every", "epoch_subset", "splits", "probe"}
+             "epoch_attack", "epoch_steps", "epoch_every", "epoch_subset", "splits", "probe", "queries"}
 
 
 class SpecError(ValueError):
