@@ -17,6 +17,7 @@ from delusive import runtime
 from delusive.attacks import load_artifact, verify_artifact
 from delusive.cli.common import (
     UsageError,
+    add_checkpoint_args,
     add_data_args,
     add_device_args,
     check_budget,
@@ -65,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "for standard training), val_natural, val_robust or last")
     p.add_argument("--eval-every", type=positive_int("--eval-every"), default=EvalPlan.epoch_every,
                    help="robust test accuracy (cheap PGD-10 on a seeded subset) every N epochs and at the last")
-    add_device_args(p, compile_flag=True)
+    add_device_args(p, compile_flag=True, deterministic=True)
+    add_checkpoint_args(p)
     p.add_argument("--out", required=True, help="output directory (resumes if it holds a checkpoint of this run)")
     p.set_defaults(func=run)
 
@@ -147,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
         plan = EvalPlan(norm=threat.norm_name, eps=threat.eps_text, attack=args.eval_attack, steps=args.eval_steps,
                         restarts=args.eval_restarts, robust_subset=args.robust_subset, val_size=args.val_size,
                         select=args.select, epoch_every=args.eval_every)
-        run_opts = RunOptions(device=args.device, compile=args.compile)
+        run_opts = RunOptions(device=args.device, compile=args.compile, deterministic=args.deterministic,
+                              checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
         from delusive.runtime import resolve_device
 
         resolve_device(args.device)
