@@ -317,3 +317,45 @@ def test_per_epoch_evaluation_does_not_recopy_the_test_split(monkeypatch, tiny, 
                        EvalPlan(norm="linf", eps="0.1", attack="pgd", steps=1, robust_subset=10, val_size=0,
                                 epoch_every=100, epoch_subset=10), tmp_path, RunOptions(device="cpu"))
     assert counts["n"] <= 2  # once for the epochs (kept on the device), once for the final evaluation
+
+
+def test_checkpoint_minutes_saves_between_the_every_n_epochs(monkeypatch, tiny):
+    from delusive.defenses import loop
+
+    saved: list[int] = []
+    monkeypatch.setattr(loop, "save_checkpoint", lambda p, s: saved.append(int(s["epoch"])))
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05)
+    fit(create_model("mlp", 4, 1, 8, seed=0), tiny, Standard(), cfg, checkpoint_dir="unused", checkpoint_every=100)
+    assert saved == [2]  # only the end
+    saved.clear()
+    fit(create_model("mlp", 4, 1, 8, seed=0), tiny, Standard(), cfg, checkpoint_dir="unused2", checkpoint_every=100,
+        checkpoint_minutes=1e-9)
+    assert saved == [0, 1, 2]  # the time limit passes after every epoch
+
+
+# --- crafting and L2C take --precision -----------------------------------------------------------------------
+@pytest.mark.parametrize("attack, params", [("P1", ["steps=2"]), ("L2C", ["trials=1", "classifier_epochs=1"])])
+def test_poison_precision_is_applied_recorded_and_part_of_the_identity(monkeypatch, tmp_path, attack, params):
+    from delusive.attacks import load_artifact
+    from delusive.cli.main import main
+
+    seen: list[str] = []
+    real = runtime.autocast
+
+    def spy(precision, device=None):  # type: ignore[no-untyped-def]
+        seen.append(runtime.resolve_precision(precision, device))
+        return real(precision, device)
+
+    monkeypatch.setattr(runtime, "autocast", spy)
+    base = ["poison", "--attack", attack, "--dataset", "synthetic", "--train-subset", "64", "--crafting-epochs", "1",
+            "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
+    for p in params:
+        base += ["--attack-param", p]
+    assert main([*base, "--out", str(tmp_path / "fp32")]) == 0
+    assert "bf16" not in seen  # fp32 by default: the documented artifacts keep their bytes
+    seen.clear()
+    assert main([*base, "--precision", "bf16", "--out", str(tmp_path / "bf16")]) == 0
+    assert "bf16" in seen
+    a, b = load_artifact(tmp_path / "fp32"), load_artifact(tmp_path / "bf16")
+    assert "precision" not in a.manifest and b.manifest["precision"] == "bf16"
+    assert json.loads((tmp_path / "bf16" / "timing.json").read_text())["precision"] == "bf16"
