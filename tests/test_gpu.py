@@ -43,6 +43,7 @@ def _trained(device: str, data, objective=None, precision: str = "fp32", epochs:
 
 
 def _copy_to(model: torch.nn.Module, device: str) -> torch.nn.Module:
+    runtime.set_deterministic(torch.device(device))  # fp32 means fp32 (no TF32) for the comparisons
     other = runtime.prepare_model(create_model("small-cnn", 4, 1, 16, seed=0), torch.device(device))
     other.load_state_dict(model.state_dict())
     return other.eval()
@@ -70,7 +71,7 @@ def test_apgd_and_autoattack_on_cuda_match_cpu(data, attack):
     gpu = _copy_to(cpu, GPU)
     a = evaluate(cpu, data, L2Ball(0.5), steps=10, attack=attack, robust_limit=200)
     b = evaluate(gpu, data, L2Ball(0.5), steps=10, attack=attack, robust_limit=200)
-    assert a["natural_accuracy"] == b["natural_accuracy"]
+    assert abs(a["natural_accuracy"] - b["natural_accuracy"]) <= 0.01  # same weights: at most a borderline image
     assert abs(a["robust_accuracy"] - b["robust_accuracy"]) <= 0.05  # random starts differ by device
 
 
