@@ -340,7 +340,8 @@ def _text(b: bytes | str | None) -> str:
 # --- the check ------------------------------------------------------------------------------------------
 def run_gpu_tests(out: Path, timeout_s: float) -> dict[str, Any]:
     t0 = time.perf_counter()
-    argv = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", str(ROOT / "tests")]
+    argv = [sys.executable, "-m", "pytest", "-q", "-rfE", "--durations=15", "-m", "gpu", "-p", "no:cacheprovider",
+            str(ROOT / "tests")]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=timeout_s,
                               env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
@@ -404,7 +405,7 @@ def run_check(args: argparse.Namespace, device: torch.device, out: Path) -> int:
           f"python {platform.python_version()})\n"]
     tests_ok = True
     if not args.skip_tests:
-        t = section("gpu tests", res, lambda: run_gpu_tests(out, 180 if args.small else 200))
+        t = section("gpu tests", res, lambda: run_gpu_tests(out, 180 if args.small else 150))
         res["gpu_tests"] = t
         tests_ok = t is not None and t["exit"] in (0, 5)
         md.append(f"## gpu tests\n\n{t['summary'] if t else 'failed to run'} (exit {t['exit'] if t else '?'}, "
@@ -431,7 +432,7 @@ def run_check(args: argparse.Namespace, device: torch.device, out: Path) -> int:
     quick = None
     if not args.skip_quick:
         quick = section("paper-cifar10-quick", res, lambda: quick_run(device, args.small, out,
-                                                                      170 if args.small else 240))
+                                                                      170 if args.small else 200))
         res["quick"] = quick
         md.append("## paper-cifar10-quick through the CLI\n\n" + (
             f"exit {quick['exit']} in {quick['seconds']:.0f}s on {quick['data']}: {quick['last_line']}\n\n"
