@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU path in one short command, for a machine with one NVIDIA GPU and a preinstalled CUDA PyTorch (possibly
 # older than the project's pin), no internet and no pip: the package runs from src/ via PYTHONPATH.
-#   bash scripts/gpu-check.sh                      # on the GPU (about 8 minutes); OUT=dir also writes dir/gpu-check.md
+#   bash scripts/gpu-check.sh                      # on the GPU (sized for <= 6 minutes on an H200)
 #   bash scripts/gpu-check.sh --device cpu --small # the same checks, tiny, on a CPU (the test suite runs this)
+# Everything goes under one folder: --out DIR, else $OUT, else ./gpu-check-<time> (docs/devices.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-}"

@@ -84,15 +84,20 @@ def describe_device(device: torch.device) -> dict[str, Any]:
     return d
 
 
-def set_deterministic(device: torch.device) -> None:
-    """Switches that make GPU runs repeatable at little cost: cuDNN picks deterministic kernels and no
-    benchmark autotuning; TF32 matmuls off so fp32 means fp32 (the reference code left cuDNN free)."""
+def set_deterministic(device: torch.device, enabled: bool = True) -> None:
+    """The process-wide CUDA switches of a run (no-op elsewhere: CPU runs are repeatable either way).
+
+    ``enabled`` (``--deterministic``): cuDNN picks deterministic kernels without benchmark autotuning and TF32
+    is off, so fp32 means fp32 and a rerun on the same GPU repeats its bits. Otherwise (the default, "fast"):
+    cuDNN autotunes its kernels for each shape (``benchmark``) and fp32 matmuls/convolutions may use TF32
+    tensor cores, as the reference code did; runs are then close but not bit-identical."""
     if device.type == "cuda":
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = bool(enabled)
+        torch.backends.cudnn.benchmark = not enabled
+        torch.backends.cuda.matmul.allow_tf32 = not enabled
+        torch.backends.cudnn.allow_tf32 = not enabled
+        if enabled:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 # --- generators and tensors ------------------------------------------------------------------------------

@@ -104,27 +104,33 @@ def pseudo_updated_clean_loss(classifier: nn.Module, g: nn.Module, threat: Threa
 
 
 def generator_step(g: nn.Module, optimizer: torch.optim.Optimizer, classifier: nn.Module, threat: ThreatModel,
-                   x: torch.Tensor, y: torch.Tensor, lr: float) -> float:
-    """One update of g that *raises* the clean loss after f's pseudo-update; returns that loss before it."""
-    loss = pseudo_updated_clean_loss(classifier, g, threat, x, y, lr)
+                   x: torch.Tensor, y: torch.Tensor, lr: float, precision: str = "fp32") -> torch.Tensor:
+    """One update of g that *raises* the clean loss after f's pseudo-update; returns that loss before it (a
+    detached device tensor: reading it would synchronise with the host every step)."""
+    with runtime.autocast(precision, x.device):
+        loss = pseudo_updated_clean_loss(classifier, g, threat, x, y, lr)
     params = list(g.parameters())
     grads = torch.autograd.grad(-loss, params)
     for p, gr in zip(params, grads, strict=True):
         p.grad = gr
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach())
+    return loss.detach()
 
 
-def classifier_step(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float) -> float:
-    """f's plain SGD step θ ← θ − lr·∇_θ CE(f_θ(x), y) (the authors' optimiser: SGD without momentum)."""
+def classifier_step(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float,
+                    precision: str = "fp32") -> torch.Tensor:
+    """f's plain SGD step θ ← θ − lr·∇_θ CE(f_θ(x), y) (the authors' optimiser: SGD without momentum); returns
+    the loss before the step as a detached device tensor."""
     params = list(classifier.parameters())
-    loss = F.cross_entropy(classifier(runtime.to_channels_last(x)), y)
+    with runtime.autocast(precision, x.device):
+        logits = classifier(runtime.to_channels_last(x))
+    loss = F.cross_entropy(logits.float(), y)
     grads = torch.autograd.grad(loss, params)
     with torch.no_grad():
         for p, gr in zip(params, grads, strict=True):
             p.sub_(gr, alpha=lr)
-    return float(loss.detach())
+    return loss.detach()
 
 
 def all_deltas(g: nn.Module, x: torch.Tensor, threat: ThreatModel, chunk: int = 1024) -> torch.Tensor:
@@ -214,7 +220,10 @@ class L2C(Attack):
 
     Set on the instance (not hyperparameters, not in the manifest): ``device`` (where to train when no model
     is passed; a model passed to :meth:`craft` is used only for its device), ``checkpoint_every_s`` and
-    ``on_step`` (called with the number of finished steps after each step, e.g. for progress or to stop).
+    ``on_step`` (called with the number of finished steps after each step, e.g. for progress or to stop) and
+    ``precision`` (fp32, bf16 or auto: autocast of the forward passes; a part of the generator's identity when
+    not fp32). Training reads nothing from the device per step: the losses are summed there and checked for
+    NaN every ``_CHECK_EVERY`` steps, at checkpoints and at the end of every trial.
     """
 
     name = "L2C"
@@ -243,6 +252,7 @@ class L2C(Attack):
         self.classifier, self.generator_arch = str(classifier), str(generator_arch)
         self.generator = None if generator is None else str(generator)
         self.device: str | torch.device = "cpu"
+        self.precision = "fp32"  # autocast of every forward pass (``--precision``); part of the generator's identity
         self.checkpoint_every_s: float | None = None  # None: CraftCheckpoint's default ($DELUSIVE_CHECKPOINT_EVERY_S)
         self.on_step: Callable[[int], None] | None = None
 
@@ -308,11 +318,13 @@ class L2C(Attack):
         snap = copy.deepcopy(g)
         f: nn.Module | None = None  # built at the start of every trial (or restored mid-trial)
         opt = torch.optim.Adam(g.parameters(), lr=self.generator_lr)
-        ident = config_hash(["L2C", self.train_config(), threat.describe(), train.sha256(), seed])
+        precision = runtime.resolve_precision(self.precision, device)
+        parts: list[object] = ["L2C", self.train_config(), threat.describe(), train.sha256(), seed]
+        ident = config_hash(parts if precision == "fp32" else [*parts, precision])
         ckpt = CraftCheckpoint(work_dir, ident, every_s=self.checkpoint_every_s)
         start, slot, train_s_before = 0, 0, 0.0
         history: list[dict[str, float]] = []
-        sums = [0.0, 0.0, 0]  # this trial: clean loss after the pseudo-update, f's poisoned loss, steps
+        sums = _zero_sums(device)  # this trial: clean loss after the pseudo-update, f's poisoned loss, steps
         restored = ckpt.load()
         if restored is not None:
             arrays, state = restored
@@ -321,7 +333,8 @@ class L2C(Attack):
             _init_adam_state(opt)
             names = _slot_names(slot)
             _unpack(_state_tensors(g, snap, f, opt), arrays[names["f"]], arrays[names["i"]])
-            history, sums, train_s_before = list(state["history"]), list(state["sums"]), float(state["train_s"])
+            history, train_s_before = list(state["history"]), float(state["train_s"])
+            sums = _device_sums(list(state["sums"]), device)
         t0 = time.perf_counter()
         bar = progress(total=total, initial=start, desc="L2C generator", unit="step")
         perm: torch.Tensor | None = None
@@ -331,8 +344,8 @@ class L2C(Attack):
             epoch, b = divmod(r, per_epoch)
             if r == 0:
                 if step > 0:
-                    history.append(_trial_summary(trial - 1, sums))
-                    sums = [0.0, 0.0, 0]
+                    history.append(_trial_summary(trial - 1, _host_sums(sums)))
+                    sums = _zero_sums(device)
                 f = self._new_classifier(train, seed, trial, device)
                 snap.load_state_dict(g.state_dict())
                 snap_delta = None
@@ -345,23 +358,28 @@ class L2C(Attack):
             xb, yb = x_all[idx], y_all[idx]
             assert f is not None and snap_delta is not None
             g.train()
-            clean_loss = generator_step(g, opt, f, threat, xb, yb, self.classifier_lr)
-            train_loss = classifier_step(f, torch.clamp(xb + snap_delta[idx], 0.0, 1.0), yb, self.classifier_lr)
-            if not (math.isfinite(clean_loss) and math.isfinite(train_loss)):
-                raise FloatingPointError(f"L2C: a loss became non-finite at step {step + 1} of {total} (clean "
-                                         f"{clean_loss}, poisoned {train_loss}); lower generator_lr or classifier_lr")
-            sums = [sums[0] + clean_loss, sums[1] + train_loss, int(sums[2]) + 1]
+            clean_loss = generator_step(g, opt, f, threat, xb, yb, self.classifier_lr, precision)
+            train_loss = classifier_step(f, torch.clamp(xb + snap_delta[idx], 0.0, 1.0), yb, self.classifier_lr,
+                                         precision)
+            sums = [sums[0] + clean_loss.to(sums[0].dtype), sums[1] + train_loss.to(sums[1].dtype), int(sums[2]) + 1]
             bar.update(1)
             done = step + 1
-            if done < total and ckpt.due():
+            save = done < total and ckpt.due()
+            if save or done % _CHECK_EVERY == 0 or r + 1 == per_trial:  # one read of the sums, not one per step
+                host = _host_sums(sums)
+                if not (math.isfinite(host[0]) and math.isfinite(host[1])):
+                    raise FloatingPointError(f"L2C: a loss became non-finite by step {done} of {total} (trial "
+                                             f"{trial}: clean {host[0]}, poisoned {host[1]}); lower generator_lr "
+                                             "or classifier_lr")
+            if save:
                 slot = 1 - slot
                 fl, it = _pack(_state_tensors(g, snap, f, opt))
                 names = _slot_names(slot)
-                ckpt.save({names["f"]: fl, names["i"]: it}, step=done, slot=slot, history=history, sums=sums,
-                          train_s=train_s_before + time.perf_counter() - t0)
+                ckpt.save({names["f"]: fl, names["i"]: it}, step=done, slot=slot, history=history,
+                          sums=_host_sums(sums), train_s=train_s_before + time.perf_counter() - t0)
             if self.on_step is not None:
                 self.on_step(done)
-        history.append(_trial_summary(self.trials - 1, sums))
+        history.append(_trial_summary(self.trials - 1, _host_sums(sums)))
         bar.close()
         ckpt.clear()
         if work_dir is not None:  # the other slot of an earlier, interrupted process
@@ -370,9 +388,32 @@ class L2C(Attack):
                     (Path(work_dir) / f"craft_{name}.npy").unlink(missing_ok=True)
         g.eval()
         meta = {"kind": "l2c-generator", "train_config": self.train_config(), "seed": seed,
+                **({"precision": precision} if precision != "fp32" else {}),
                 "threat": threat.describe(), "data_sha256": train.sha256(), "steps": total, "history": history,
                 "train_s": train_s_before + time.perf_counter() - t0}
         return g, meta
+
+
+_CHECK_EVERY = 100  # steps between reads of the summed losses (the NaN check)
+
+
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+def _zero_sums(device: torch.device) -> list[Any]:
+    return [runtime.zeros((), device, _sum_dtype(device)), runtime.zeros((), device, _sum_dtype(device)), 0]
+
+
+def _device_sums(sums: list[Any], device: torch.device) -> list[Any]:
+    """Checkpointed sums (floats) back on the device, in the dtype they are summed in."""
+    return [runtime.full((), float(sums[0]), device, _sum_dtype(device)),
+            runtime.full((), float(sums[1]), device, _sum_dtype(device)), int(sums[2])]
+
+
+def _host_sums(sums: list[Any]) -> list[float]:
+    a, b = torch.stack([sums[0], sums[1]]).tolist()
+    return [a, b, int(sums[2])]
 
 
 def _trial_summary(trial: int, sums: list[float]) -> dict[str, float]:

@@ -28,6 +28,7 @@ class _PerSample(Attack):
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         self.steps, self.rel_step_size, self.batch_size = int(steps), float(rel_step_size), int(batch_size)
         self.random_start, self.target_shift = bool(random_start), int(target_shift)
+        self.precision = "fp32"  # set on the instance (``--precision``): autocast of the crafting model's passes
 
     def targets(self, y: torch.Tensor, num_classes: int) -> torch.Tensor:
         raise NotImplementedError
@@ -38,7 +39,9 @@ class _PerSample(Attack):
         dev = runtime.device_of(model)
         x_all, y_all = (t.to(dev) for t in train.tensors())
         n = x_all.shape[0]
-        ident = config_hash([self.name, self.params(), threat.describe(), train.sha256(), model_hash(model), seed])
+        precision = runtime.resolve_precision(self.precision, dev)
+        parts: list[object] = [self.name, self.params(), threat.describe(), train.sha256(), model_hash(model), seed]
+        ident = config_hash(parts if precision == "fp32" else [*parts, precision])
         ckpt = CraftCheckpoint(work_dir, ident)
         out = np.empty((n, *train.shape), dtype=np.float32)
         done = 0
@@ -48,7 +51,7 @@ class _PerSample(Attack):
             done = int(state["done"])
             out[:done] = arrays["partial"][:done]
         bar = progress(total=n, initial=done, desc=f"craft {self.name}", unit="img")
-        with eval_mode(model):
+        with eval_mode(model), runtime.autocast(precision, dev):  # PGD keeps x' and its steps in fp32
             for start in range(done, n, self.batch_size):
                 stop = min(start + self.batch_size, n)
                 xb, yb = to_channels_last(x_all[start:stop]), y_all[start:stop]

@@ -25,9 +25,11 @@ from delusive.utils.seeding import derive_seed
 
 def universal_class_deltas(model: torch.nn.Module, x_all: torch.Tensor, num_classes: int, threat,  # type: ignore[no-untyped-def]
                            iterations: int, batch_size: int, rel_step_size: float, seed: int,
-                           ckpt: CraftCheckpoint | None = None, desc: str = "craft") -> torch.Tensor:
+                           ckpt: CraftCheckpoint | None = None, desc: str = "craft",
+                           precision: str = "fp32") -> torch.Tensor:
     """The K class-universal perturbations δ_k that make any image look like class k to ``model`` (computed on
-    the model's device; the batch draws come from a CPU generator, so every device sees the same batches)."""
+    the model's device; the batch draws come from a CPU generator, so every device sees the same batches).
+    ``precision`` is the forward passes' autocast (the perturbations and their steps stay fp32)."""
     k_classes = num_classes
     dev = runtime.device_of(model)
     x_all = x_all.to(dev)
@@ -44,18 +46,27 @@ def universal_class_deltas(model: torch.nn.Module, x_all: torch.Tensor, num_clas
         for it in range(start, iterations):
             g = runtime.generator(derive_seed(seed, "universal", it))
             idx = torch.stack([runtime.randperm(n, g)[:batch_size] for _ in range(k_classes)]).to(dev)
-            xb = x_all[idx]  # K × B × C × H × W: a fresh batch for every class
-            d = deltas.clone().requires_grad_(True)
-            xp = torch.clamp(xb + d[:, None], 0.0, 1.0).flatten(0, 1)
-            loss = F.cross_entropy(model(to_channels_last(xp)).float(), labels, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, d)
-            with torch.no_grad():
-                deltas = threat.project_delta(deltas - alpha * threat.direction(grad))
+            deltas = universal_step(model, x_all, deltas, labels, idx, threat, alpha, precision)
             bar.update(1)
             if ckpt is not None and ckpt.due() and it + 1 < iterations:
                 ckpt.save({"deltas": deltas.cpu().numpy()}, iteration=it + 1)
     bar.close()
     return deltas.detach().cpu()
+
+
+def universal_step(model: torch.nn.Module, x_all: torch.Tensor, deltas: torch.Tensor, labels: torch.Tensor,
+                   idx: torch.Tensor, threat, alpha: float, precision: str = "fp32") -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """One iteration: every δ_k steps (size ``alpha``) down CE(f(clip(x + δ_k)), k) on its batch ``x_all[idx[k]]``
+    and is projected onto the ball. Runs on the device of its inputs with no host synchronisation."""
+    xb = x_all[idx]  # K × B × C × H × W: a fresh batch for every class
+    d = deltas.clone().requires_grad_(True)
+    xp = torch.clamp(xb + d[:, None], 0.0, 1.0).flatten(0, 1)
+    with runtime.autocast(precision, xp.device):
+        logits = model(to_channels_last(xp))
+    loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, d)
+    with torch.no_grad():
+        return threat.project_delta(deltas - alpha * threat.direction(grad))
 
 
 _MEMO: dict[str, torch.Tensor] = {}  # P3 and P4 of one crafting run share the same K class perturbations
@@ -66,6 +77,7 @@ class _Universal(Attack):
 
     def __init__(self, iterations: int = 500, batch_size: int = 256, rel_step_size: float = 0.2,
                  target_shift: int = 1) -> None:
+        self.precision = "fp32"  # set on the instance (``--precision``): autocast of the crafting model's passes
         if iterations < 1:
             raise ValueError(f"iterations: must be >= 1, got {iterations}")
         if batch_size < 1:
@@ -83,18 +95,23 @@ class _Universal(Attack):
         if model is None:
             raise ValueError(f"attack {self.name}: needs a crafting model")
         x_all, _ = train.tensors()
-        ident = config_hash(["universal", self.iterations, self.batch_size, self.rel_step_size,
-                             threat.describe(), train.sha256(), model_hash(model), seed])
-        if ident in _MEMO:
-            deltas = _MEMO[ident]
+        precision = runtime.resolve_precision(self.precision, runtime.device_of(model))
+        parts: list[object] = ["universal", self.iterations, self.batch_size, self.rel_step_size,
+                               threat.describe(), train.sha256(), model_hash(model), seed]
+        ident = config_hash(parts if precision == "fp32" else [*parts, precision])
+        # the memo also keys on the device: a CUDA run must compute its own result, not reuse the CPU's
+        memo_key = config_hash([ident, str(runtime.device_of(model))])
+        if memo_key in _MEMO:
+            deltas = _MEMO[memo_key]
         else:
             ckpt = CraftCheckpoint(work_dir, ident)
             deltas = universal_class_deltas(model, x_all, train.num_classes, threat, self.iterations,
-                                            self.batch_size, self.rel_step_size, seed, ckpt, f"craft {self.name}")
+                                            self.batch_size, self.rel_step_size, seed, ckpt, f"craft {self.name}",
+                                            precision)
             ckpt.clear()
             if len(_MEMO) >= 8:
                 _MEMO.pop(next(iter(_MEMO)))
-            _MEMO[ident] = deltas
+            _MEMO[memo_key] = deltas
         per_class = self.assign(deltas)
         return CraftResult(apply_class_deltas(train, per_class), per_class.numpy().astype(np.float32))
 

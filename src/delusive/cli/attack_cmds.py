@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator", default=None, metavar="PATH",
                    help="L2C only: reuse this trained generator (generator.pt of an earlier L2C artifact) instead of "
                    "training one")
-    add_device_args(p, precision=False)
+    add_device_args(p, precision_default="fp32", deterministic=True)
     p.set_defaults(func=run_poison)
 
     v = sub.add_parser("verify", help="check a poison artifact against the clean set (labels, box, budget, hash)")
@@ -127,7 +127,8 @@ def run_poison(args: argparse.Namespace) -> int:
                           reference_schedule=args.reference_schedule, train_subset=args.train_subset,
                           crafting_model=args.crafting_model, crafting_arch=args.crafting_arch,
                           crafting_epochs=args.crafting_epochs, cache_dir=args.cache_dir, device=args.device,
-                          schedule=args.schedule, holdout=holdout_of(args))
+                          schedule=args.schedule, holdout=holdout_of(args), precision=args.precision,
+                          deterministic=args.deterministic)
     except TypeError as e:
         if "unexpected keyword" not in str(e):
             raise

@@ -87,19 +87,36 @@ def device_text(text: str) -> str:
     raise argparse.ArgumentTypeError(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
 
 
-def add_device_args(p: argparse.ArgumentParser, precision: bool = True, compile_flag: bool = False) -> None:
-    """``--device`` (and ``--precision``/``--compile``) for commands that run a model."""
+def add_device_args(p: argparse.ArgumentParser, precision: bool = True, compile_flag: bool = False,
+                    precision_default: str = "auto", deterministic: bool = False) -> None:
+    """``--device`` (and ``--precision``/``--compile``/``--deterministic``) for commands that run a model."""
     from delusive.runtime import PRECISIONS
 
     p.add_argument("--device", type=device_text, default="auto",
                    help="auto (CUDA, else MPS, else CPU; default), cpu, cuda, cuda:N or mps")
     if precision:
-        p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="auto (default): bf16 autocast where the device computes bf16 natively (CUDA, CPUs "
-                       "with AMX/AVX512-BF16), else fp32; fp32 is bit-reproducible")
+        p.add_argument("--precision", choices=PRECISIONS, default=precision_default,
+                       help=f"{precision_default} (default); auto: bf16 autocast where the device computes bf16 "
+                       "natively (CUDA, CPUs with AMX/AVX512-BF16), else fp32; fp32 is bit-reproducible")
+    if deterministic:
+        add_deterministic_arg(p)
     if compile_flag:
         p.add_argument("--compile", action="store_true",
                        help="torch.compile the model (worth it for long GPU runs; slower on small CPUs)")
+
+
+def add_deterministic_arg(p: argparse.ArgumentParser, default: bool | None = False) -> None:
+    p.add_argument("--deterministic", action="store_true", default=default,
+                   help="exact mode on CUDA: deterministic cuDNN kernels, no autotuning, no TF32 (slower; recorded). "
+                   "Default: fast (autotuned kernels, TF32 allowed); CPU runs are repeatable either way")
+
+
+def add_checkpoint_args(p: argparse.ArgumentParser, default_every: int | None = 1) -> None:
+    p.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=default_every,
+                   metavar="N", help="write the resumable training checkpoint every N epochs (default 1; always "
+                   "after the last epoch)")
+    p.add_argument("--checkpoint-minutes", type=positive_float("--checkpoint-minutes"), default=None, metavar="M",
+                   help="also write it once M minutes have passed since the last one (long epochs)")
 
 
 def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from delusive.cli.common import UsageError, device_text, positive_int
+from delusive.cli.common import UsageError, add_checkpoint_args, add_deterministic_arg, device_text, positive_int
 from delusive.experiments.executors import EXECUTORS, make_executor
 from delusive.experiments.report import write_report
 from delusive.experiments.runner import run_sweep
@@ -49,6 +49,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="where cells run: auto, cpu, cuda, cuda:N or mps (default: the spec's device, else auto); "
                    "not part of a cell's identity, recorded in its result")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile every model (long GPU runs)")
+    add_deterministic_arg(p, default=None)
+    add_checkpoint_args(p, default_every=None)
     p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: every cell in this process (default); ray: each cell, artifact and crafting model "
                    "a Ray task (needs pip install 'delusive[ray]' and --out on a path every worker sees; "
@@ -63,6 +65,12 @@ def _with_run_options(spec, args: argparse.Namespace):  # type: ignore[no-untype
         changes["device"] = args.device
     if args.compile:
         changes["compile"] = True
+    if args.deterministic:
+        changes["deterministic"] = True
+    if args.checkpoint_every is not None:
+        changes["checkpoint_every"] = args.checkpoint_every
+    if args.checkpoint_minutes is not None:
+        changes["checkpoint_minutes"] = args.checkpoint_minutes
     spec = replace(spec, **changes) if changes else spec
     try:
         resolve_device(spec.device)
@@ -92,12 +100,25 @@ def _sweep_and_report(spec, out: str, max_cells: int | None,  # type: ignore[no-
     return 0
 
 
+def refuse_torchrun(command: str) -> None:
+    """``sweep``/``reproduce`` under torchrun would run every cell once per rank, and the ranks of one cell would
+    wait for each other in collectives the others never reach (a deadlock): refused in one line."""
+    from delusive.runtime import distributed_requested
+
+    if distributed_requested():
+        raise UsageError(f"{command}: not under torchrun (WORLD_SIZE > 1): cells of a sweep are not data-parallel "
+                         "runs; start `delusive train` under torchrun, or run the sweep in one process or with "
+                         "--executor ray")
+
+
 def run_sweep_cmd(args: argparse.Namespace) -> int:
+    refuse_torchrun("sweep")
     spec = _with_run_options(_spec_or_usage(load_spec, args.spec, args.set), args)
     return _sweep_and_report(spec, args.out, args.max_cells, args)
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
+    refuse_torchrun("reproduce")
     spec = _with_run_options(_spec_or_usage(load_preset, args.preset, args.set), args)
     return _sweep_and_report(spec, args.out, args.max_cells, args)
 

@@ -17,6 +17,7 @@ from delusive import runtime
 from delusive.attacks import load_artifact, verify_artifact
 from delusive.cli.common import (
     UsageError,
+    add_checkpoint_args,
     add_data_args,
     add_device_args,
     add_test_fraction,
@@ -82,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_test_fraction(p, "train on the rest")
     p.add_argument("--log", choices=("none", "tensorboard"), default="none",
                    help="also log the run for TensorBoard in OUT/tensorboard (needs the tensorboard extra)")
-    add_device_args(p, compile_flag=True)
+    add_device_args(p, compile_flag=True, deterministic=True)
+    add_checkpoint_args(p)
     p.add_argument("--out", required=True, help="output directory (resumes if it holds a checkpoint of this run)")
     p.set_defaults(func=run)
 
@@ -203,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
                         restarts=args.eval_restarts, queries=args.eval_queries, robust_subset=args.robust_subset,
                         val_size=args.val_size,
                         select=args.select, epoch_every=args.eval_every)
-        run_opts = RunOptions(device=args.device, compile=args.compile)
+        run_opts = RunOptions(device=args.device, compile=args.compile, deterministic=args.deterministic,
+                              checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
         from delusive.runtime import resolve_device
 
         resolve_device(args.device)

@@ -58,7 +58,7 @@ class FastAT(Objective):
 
     def loss(self, model, x, y, idx, generator):  # type: ignore[no-untyped-def]
         assert self.threat is not None
-        stats: dict[str, float] = {}
+        stats: dict[str, float | torch.Tensor] = {}
         if self._check_pending:
             self._check_pending = False
             stats["pgd5_accuracy"] = self._monitor(model, x, y)

@@ -62,4 +62,4 @@ class FAT(Objective):
                       generator=generator, final_eval=False)
         logits = model(res.x_adv)
         return StepOutput(_ce(logits, y), logits, {"tau": float(self.current_tau()),
-                                                   "mean_steps": res.steps_taken.float().mean().item()})
+                                                   "mean_steps": res.steps_taken.float().mean()})

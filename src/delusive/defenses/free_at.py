@@ -45,9 +45,12 @@ class FreeAT(Objective):
         self._delta = None if d is None else d.clone()
 
     def _buffer(self, x: torch.Tensor) -> torch.Tensor:
-        """The carried δ, sized for this batch (a larger batch gets zeros beyond the carried rows)."""
+        """The carried δ, sized for this batch (a larger batch gets zeros beyond the carried rows). A δ restored
+        from a checkpoint (saved on the CPU) moves to the batch's device: a resumed run keeps its perturbation."""
         buf = self._delta
-        if buf is None or buf.shape[1:] != x.shape[1:] or buf.device != x.device:
+        if buf is not None and buf.device != x.device:
+            buf = buf.to(device=x.device, dtype=x.dtype)
+        if buf is None or buf.shape[1:] != x.shape[1:]:
             buf = torch.zeros_like(x, memory_format=torch.contiguous_format)
         if buf.shape[0] < x.shape[0]:
             buf = torch.cat([buf, buf.new_zeros((x.shape[0] - buf.shape[0], *buf.shape[1:]))])

@@ -77,9 +77,9 @@ class GAIRAT(Objective):
             res = pgd(model, x, y, self.current_threat(), steps=self.steps, rel_step_size=self.rel_step_size,
                       random_start=self.random_start, generator=generator, final_eval=False)
         logits = model(res.x_adv)
-        stats = {"mean_kappa": res.num_correct.float().mean().item()}
+        stats: dict[str, float | torch.Tensor] = {"mean_kappa": res.num_correct.float().mean()}
         if not self.reweighting():
             return StepOutput(_ce(logits, y), logits, stats)
         w = gair_weights(res.num_correct, self.steps, self.lam, self.weight_fn)
         per_sample = F.cross_entropy(logits.float(), y, reduction="none")
-        return StepOutput((per_sample * w).mean(), logits, {**stats, "max_weight": w.max().item()})
+        return StepOutput((per_sample * w).mean(), logits, {**stats, "max_weight": w.max().detach()})

@@ -57,7 +57,7 @@ class FitResult:
 def run_identity(objective: Objective, cfg: TrainConfig, train: ArrayDataset, model: nn.Module) -> str:
     """Hash of everything that determines the trained weights: config, objective, data, architecture."""
     return config_hash({"train": cfg.to_dict(), "objective": objective.describe(), "data": train.sha256(),
-                        "arch": getattr(model, "arch", type(model).__name__)})
+                        "arch": getattr(_module(model), "arch", type(_module(model)).__name__)})
 
 
 def fit(
@@ -68,6 +68,8 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     eval_fn: EvalFn | None = None,
     desc: str = "train",
+    checkpoint_every: int = 1,
+    checkpoint_minutes: float | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train`` with ``objective``; resume from ``checkpoint_dir`` if it holds
     a checkpoint of the same run (a checkpoint of a different run is an error, never silently reused).
@@ -75,7 +77,15 @@ def fit(
     Adversarial objectives follow the AT recipe of ``cfg`` (per-iteration ε ramp, lr warm-up; ``None`` fields
     take the recipe's defaults, :func:`delusive.defenses.recipe.resolve_recipe`). Every epoch's row records
     whether the model looked like a constant predictor (``collapsed``, ``top_class_share``); the first such
-    epoch warns once (:class:`~delusive.defenses.recipe.CollapseWarning`) with the remedy."""
+    epoch warns once (:class:`~delusive.defenses.recipe.CollapseWarning`) with the remedy.
+
+    A checkpoint is written after every ``checkpoint_every``-th epoch, after any epoch that ends at least
+    ``checkpoint_minutes`` after the previous checkpoint (when given), and always after the last epoch; a
+    resume replays the epochs after the checkpoint exactly (their draws are seeded by the epoch)."""
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every: must be an integer >= 1, got {checkpoint_every}")
+    if checkpoint_minutes is not None and not checkpoint_minutes > 0:
+        raise ValueError(f"checkpoint_minutes: must be > 0, got {checkpoint_minutes}")
     num_classes = _num_outputs(model, train)
     if int(train.y.max(initial=0)) >= num_classes:
         raise ValueError(f"labels reach {int(train.y.max())} but the model has {num_classes} outputs")
@@ -96,7 +106,8 @@ def fit(
         if state.get("identity") != ident:
             raise ValueError(f"{ckpt_path}: checkpoint belongs to a different run (identity {state.get('identity')}"
                              f" != {ident}); use another output directory or delete it")
-        model.load_state_dict(state["model"])  # copies the CPU tensors onto the model's device
+        # copies the CPU tensors onto the model's device; a torch.compile wrapper loads into the module it wraps
+        _module(model).load_state_dict(_plain_keys(state["model"]))
         opt.load_state_dict(state["optimizer"])
         objective.load_state_dict(state.get("objective", {}))
         torch.set_rng_state(state["rng"])
@@ -106,7 +117,7 @@ def fit(
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * cfg.epochs
     warned = any(h.get("collapsed") for h in history)
-    t0 = time.perf_counter()
+    t0 = last_save = time.perf_counter()
     prior_time = sum(h.get("epoch_time_s", 0.0) for h in history)
     for epoch in range(start, cfg.epochs):
         objective.begin_epoch(epoch, cfg.epochs)
@@ -117,7 +128,7 @@ def fit(
         tot_loss = runtime.zeros((), dev)
         tot_correct = runtime.zeros((), dev, torch.long)
         tot_n = 0
-        stat_sums: dict[str, float] = {}
+        stat_sums: dict[str, Any] = {}
         stat_ns: dict[str, float] = {}
         bar = progress(loader.epoch_with_indices(epoch), total=steps_per_epoch,
                        desc=f"{desc} {epoch + 1}/{cfg.epochs}")
@@ -133,7 +144,9 @@ def fit(
                 sl = runtime.shard_slice(n_global)
                 xb, yb, idx = xb[sl], yb[sl], idx[sl]
             xb = to_channels_last(xb)
-            for _ in range(objective.replays):
+            if yb.shape[0] == 0:  # DDP: this rank's part of a last batch smaller than the world is empty
+                _empty_shard_steps(model, opt, objective.replays)
+            for _ in range(objective.replays if yb.shape[0] else 0):
                 with autocast(cfg.precision, dev):
                     out = objective.loss(model, xb, yb, idx, gen)
                 opt.zero_grad(set_to_none=True)
@@ -144,8 +157,9 @@ def fit(
                 tot_loss += out.loss.detach().float() * n
                 tot_correct += (out.logits.detach().argmax(1) == yb).sum()
                 tot_n += n
-                for k, v in out.stats.items():
-                    stat_sums[k] = stat_sums.get(k, 0.0) + float(v) * n
+                for k, v in out.stats.items():  # a tensor stat stays on the device until the epoch ends
+                    v = _accumulable(v)
+                    stat_sums[k] = stat_sums.get(k, 0.0) + v * n
                     stat_ns[k] = stat_ns.get(k, 0.0) + n
             if (i + 1) % _SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
                 totals = _reduced(tot_loss, tot_correct, tot_n, distributed)  # one synchronisation per interval
@@ -162,6 +176,7 @@ def fit(
         if reason is not None and not warned and runtime.is_main():
             warned = True
             warnings.warn(f"{desc}: epoch {epoch + 1}: {reason}; {REMEDY}", CollapseWarning, stacklevel=2)
+        stat_sums = _host_values(stat_sums)  # one read of every statistic per epoch
         if distributed:  # every rank's totals and objective statistics, and rank 0's BatchNorm statistics
             keys = sorted(stat_sums)
             sums = runtime.all_reduce_sum(runtime.as_tensor([[stat_sums[k], stat_ns[k]] for k in keys] or [[0.0, 0.0]],
@@ -179,9 +194,12 @@ def fit(
         if eval_fn is not None:
             row.update(eval_fn(model, epoch + 1))
         history.append(row)
-        if ckpt_path is not None and runtime.is_main():
+        due = (epoch + 1) % checkpoint_every == 0 or epoch + 1 == cfg.epochs or (
+            checkpoint_minutes is not None and time.perf_counter() - last_save >= 60 * checkpoint_minutes)
+        if ckpt_path is not None and due and runtime.is_main():
+            last_save = time.perf_counter()
             save_checkpoint(ckpt_path, runtime.to_cpu({
-                                        "identity": ident, "epoch": epoch, "model": model.state_dict(),
+                                        "identity": ident, "epoch": epoch, "model": _module(model).state_dict(),
                                         "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
                                         "objective": objective.state_dict(),
                                         "history": history, "schedule": {"epoch": epoch + 1,
@@ -201,6 +219,45 @@ def _top_class_share(model: nn.Module, x: torch.Tensor, num_classes: int, precis
     with runtime.eval_mode(model), torch.no_grad(), autocast(precision, x.device):
         pred = model(to_channels_last(x)).argmax(1)
     return float(torch.bincount(pred, minlength=num_classes).max()) / x.shape[0]
+
+
+def _module(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile`` wrapper wraps (the model itself otherwise): checkpoints hold its keys, so
+    a run trained with ``--compile`` resumes without it and the other way round."""
+    return getattr(model, "_orig_mod", model)
+
+
+def _plain_keys(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict without the ``_orig_mod.`` prefix that checkpoints of compiled models had before."""
+    prefix = "_orig_mod."
+    return {k.removeprefix(prefix): v for k, v in state.items()}
+
+
+def _empty_shard_steps(model: nn.Module, opt: torch.optim.Optimizer, replays: int) -> None:
+    """A DDP rank with no example in this batch: it contributes zero loss weight (a zero gradient) to the
+    ranks' sum and takes the same optimiser steps, so every rank keeps the same weights (a mean over zero
+    examples would be NaN)."""
+    for _ in range(replays):
+        opt.zero_grad(set_to_none=True)
+        runtime.all_reduce_gradients(model)  # fills zero gradients, then sums the other ranks' into them
+        opt.step()
+
+
+def _accumulable(v: torch.Tensor | float) -> torch.Tensor | float:
+    """A statistic ready to be summed: a float, or a detached float64 tensor on its device (float32 on MPS,
+    which has no float64), so sums match those of Python floats."""
+    if not isinstance(v, torch.Tensor):
+        return float(v)
+    return v.detach().float() if v.device.type == "mps" else v.detach().double()
+
+
+def _host_values(sums: dict[str, Any]) -> dict[str, float]:
+    """Per-key sums as Python floats, with the device-held ones read in one transfer."""
+    keys = [k for k, v in sums.items() if isinstance(v, torch.Tensor)]
+    out = {k: float(v) for k, v in sums.items() if not isinstance(v, torch.Tensor)}
+    if keys:
+        out.update(zip(keys, torch.stack([sums[k] for k in keys]).tolist(), strict=True))
+    return out
 
 
 def _num_outputs(model: nn.Module, train: ArrayDataset) -> int:

@@ -20,11 +20,13 @@ from delusive.threat import ThreatModel, make_threat
 
 @dataclass
 class StepOutput:
-    """What an objective returns for one batch: the loss to minimise and the logits it trained on."""
+    """What an objective returns for one batch: the loss to minimise and the logits it trained on, and
+    statistics the loop averages over the epoch. A statistic computed on the device stays a (0-dim) tensor:
+    the loop sums it there and reads it once per epoch, so no objective synchronises with the host per step."""
 
     loss: torch.Tensor
     logits: torch.Tensor
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float | torch.Tensor] = field(default_factory=dict)
 
 
 class Objective:

@@ -68,4 +68,4 @@ class TRADES(Objective):
         robust = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.softmax(logits.float(), dim=1),
                           reduction="batchmean")
         return StepOutput(natural + self.beta * robust, logits,
-                          {"natural_loss": natural.item(), "robust_kl": robust.item()})
+                          {"natural_loss": natural.detach(), "robust_kl": robust.detach()})

@@ -35,8 +35,10 @@ def crafting_config(seed: int = 0, epochs: int | None = None, **overrides: Any) 
 
 
 def get_crafting_model(train: ArrayDataset, arch: str, cfg: TrainConfig, cache_dir: str | Path | None = None,
-                       val_size: int = 0, device: str = "auto") -> tuple[nn.Module, dict[str, Any]]:
-    """Load the cached standard model for (train data, arch, cfg, val_size) or train and cache it on ``device``."""
+                       val_size: int = 0, device: str = "auto",
+                       deterministic: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """Load the cached standard model for (train data, arch, cfg, val_size) or train and cache it on ``device``
+    (``deterministic``: the exact CUDA switches, :class:`~delusive.experiments.pipeline.RunOptions`)."""
     from delusive.experiments.pipeline import EvalPlan, RunOptions, train_and_evaluate
 
     ident: dict[str, Any] = {"purpose": "crafting", "data": train.sha256(), "arch": arch, "train": cfg.to_dict()}
@@ -53,7 +55,8 @@ def get_crafting_model(train: ArrayDataset, arch: str, cfg: TrainConfig, cache_d
             meta = {**meta, "train_time_s": json.loads((d / "metrics.json").read_text()).get("train_time_s")}
     else:
         plan = EvalPlan(val_size=int(val_size), select="val_natural" if val_size else "last")
-        rec = train_and_evaluate(arch, train, None, Standard(), cfg, plan, d, RunOptions(device=device),
+        opts = RunOptions(device=device, deterministic=deterministic)
+        rec = train_and_evaluate(arch, train, None, Standard(), cfg, plan, d, opts,
                                  desc="crafting model", model_meta={"train": cfg.to_dict(),
                                                                     "data_sha256": train.sha256()})
         model, meta = load_model(d)

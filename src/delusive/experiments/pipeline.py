@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from delusive import runtime
 from delusive.data import ArrayDataset
 from delusive.defenses import Objective, TrainConfig, apply_transforms, fit
 from delusive.defenses.recipe import resolve_recipe
-from delusive.evaluation import evaluate, natural_accuracy, robust_predictions, stratified_subset
+from delusive.evaluation import evaluate, natural_accuracy, predict, robust_predictions, stratified_subset
 from delusive.evaluation.attacks import ATTACK_NAMES
 from delusive.models import create_model, load_checkpoint, save_checkpoint, save_model
 from delusive.threat import ThreatModel, make_threat
@@ -103,10 +104,17 @@ class EvalPlan:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Where and how to run; none of it is part of a run's identity (recorded in its result instead)."""
+    """Where and how to run; none of it is part of a run's identity (recorded in its result instead).
+
+    ``deterministic``: the exact CUDA switches (:func:`delusive.runtime.set_deterministic`); off, cuDNN
+    autotunes and TF32 is allowed. ``checkpoint_every`` / ``checkpoint_minutes``: how often the training loop
+    writes its resumable checkpoint (every N epochs, or once that many minutes have passed; always at the end)."""
 
     device: str = "auto"
     compile: bool = False
+    deterministic: bool = False
+    checkpoint_every: int = 1
+    checkpoint_minutes: float | None = None
 
 
 def split_validation(train: ArrayDataset, size: int, seed: int) -> tuple[ArrayDataset, ArrayDataset | None]:
@@ -155,7 +163,7 @@ def train_and_evaluate(
     t0 = time.perf_counter()
     runtime.init_distributed(run.device)  # under torchrun: one process per device, DDP inside the loop
     device = runtime.resolve_device(run.device)
-    runtime.set_deterministic(device)
+    runtime.set_deterministic(device, run.deterministic)
     precision = runtime.resolve_precision(cfg.precision, device)
     cfg = replace(cfg, precision=precision) if precision != cfg.precision else cfg
     cfg = resolve_recipe(cfg, objective)
@@ -175,6 +183,7 @@ def train_and_evaluate(
     if test is not None:
         test_x, test_y = (t.to(device) for t in test.tensors())
         epoch_idx = stratified_subset(test_y, plan.epoch_subset, cfg.seed)
+        epoch_x, epoch_y = (t[runtime.as_tensor(epoch_idx, device)] for t in (test_x, test_y))  # copied once
     val_x = val_y = None
     if val is not None:
         val_x, val_y = (t.to(device) for t in val.tensors())
@@ -184,15 +193,14 @@ def train_and_evaluate(
     def per_epoch(m: nn.Module, epoch: int) -> dict[str, float]:
         row: dict[str, float] = {}
         if test is not None and test_x is not None and test_y is not None and epoch_idx is not None:
-            row["test_natural_accuracy"] = natural_accuracy(m, test, precision=precision)
+            row["test_natural_accuracy"] = _accuracy_on_device(m, test_x, test_y, precision)
             if threat is not None and (epoch % plan.epoch_every == 0 or epoch == cfg.epochs):
-                sel = runtime.as_tensor(epoch_idx, device)
-                ok = robust_predictions(m, test_x[sel], test_y[sel], threat, plan.epoch_steps, None, 1,
+                ok = robust_predictions(m, epoch_x, epoch_y, threat, plan.epoch_steps, None, 1,
                                         seed=cfg.seed, precision=precision, attack=plan.epoch_attack,
                                         desc="epoch robust eval")
                 row["test_robust_accuracy"] = float(ok.float().mean())
         if val is not None and val_x is not None and val_y is not None:
-            row["val_natural_accuracy"] = natural_accuracy(m, val, precision=precision)
+            row["val_natural_accuracy"] = _accuracy_on_device(m, val_x, val_y, precision)
             if select_on == "val_robust_accuracy" and threat is not None:
                 ok = robust_predictions(m, val_x, val_y, threat, plan.epoch_steps, None, 1, seed=cfg.seed,
                                         precision=precision, attack="pgd", desc="val robust eval")
@@ -206,7 +214,8 @@ def train_and_evaluate(
                     atomic_write_json(best_path.with_suffix(".json"), best)
         return row
 
-    result = fit(trained, fit_set, objective, cfg, checkpoint_dir=out, eval_fn=per_epoch, desc=desc)
+    result = fit(trained, fit_set, objective, cfg, checkpoint_dir=out, eval_fn=per_epoch, desc=desc,
+                 checkpoint_every=run.checkpoint_every, checkpoint_minutes=run.checkpoint_minutes)
     hist = result.history
     selected_epoch = hist[-1]["epoch"] if hist else cfg.epochs
     runtime.barrier()  # rank 0 has written best.pt before any rank reads it
@@ -242,6 +251,7 @@ def train_and_evaluate(
         "train_eval_time_s": result.wall_time_s, "wall_time_s": time.perf_counter() - t0,
         "transform_time_s": transform_time,
         "device": runtime.describe_device(device), "precision": precision, "compiled": run.compile,
+        "deterministic": run.deterministic,
     })
     spec = {"arch": arch, "num_classes": train.num_classes, "in_channels": c,
             "image_size": size if isinstance(size, int) else list(size),
@@ -263,6 +273,12 @@ def collapse_summary(history: list[dict[str, Any]], selected_epoch: int) -> dict
     chosen = [r for r in history if int(r.get("epoch", -1)) == selected_epoch]
     return {"collapsed": bool(chosen and chosen[0].get("collapsed")),
             "collapse_epoch": flagged[0] if flagged else None, "collapsed_epochs": flagged}
+
+
+def _accuracy_on_device(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> float:
+    """Natural accuracy of data already on the model's device (the per-epoch evaluation keeps the test and
+    validation splits there, rather than copying them again every epoch)."""
+    return float((predict(model, x, 1000, precision) == y).float().mean())
 
 
 def _read_best(path: Path) -> dict[str, Any] | None:

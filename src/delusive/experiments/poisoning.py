@@ -148,11 +148,15 @@ def make_poison(
     device: str = "auto",
     schedule: str = "auto",
     holdout: dict[str, Any] | None = None,
+    precision: str = "fp32",
+    deterministic: bool = False,
 ) -> PoisonArtifact:
     """Craft ``attack`` on the clean training split of ``dataset`` and write a verified artifact to ``out``.
     Crafting runs on ``device`` (the crafting model is moved there); the artifact is the same file anywhere.
     ``schedule`` (auto, cpu, reference; ``reference_schedule`` is ``reference``) picks the attack's default
-    hyperparameters, ``auto`` by the size of the images (:func:`delusive.attacks.defaults.auto_schedule`)."""
+    hyperparameters, ``auto`` by the size of the images (:func:`delusive.attacks.defaults.auto_schedule`).
+    ``precision`` is the autocast of the attack's forward passes (P1-P4, L2C; perturbations stay fp32; a part
+    of the crafting identity when not fp32); ``deterministic`` sets the exact CUDA switches."""
     ATTACKS.get(attack)
     subset = {"size": int(train_subset), "seed": int(seed)} if train_subset else None
     train = clean_training_set(dataset, data_root, subset, holdout)
@@ -160,6 +164,11 @@ def make_poison(
     params = default_attack_params(attack, schedule=chosen)
     params.update(attack_params or {})
     atk = create_attack(attack, **params)
+    dev = runtime.resolve_device(device)
+    runtime.set_deterministic(dev, deterministic)
+    precision = runtime.resolve_precision(precision, dev)
+    if hasattr(atk, "precision"):
+        atk.precision = precision
     info: dict[str, Any] | None = None
     if atk.needs_model:
         if model is not None:
@@ -168,7 +177,7 @@ def make_poison(
             model, info = describe_user_model(crafting_model)
         else:
             model, info = get_crafting_model(train, crafting_arch, crafting_config(seed, crafting_epochs), cache_dir,
-                                             device=device)
+                                             device=device, deterministic=deterministic)
         model = model.to(runtime.resolve_device(device))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,10 +197,12 @@ def make_poison(
     art = build_artifact(train, result.x, threat, attack=attack, attack_params=atk.params(), dataset=dataset,
                          seed=seed, storage=storage, class_deltas=result.class_deltas, crafting_model=described,
                          extra={"subset": subset, "schedule": chosen, **({"holdout": holdout} if holdout else {}),
-                                **_source(dataset, data_root, train), **result.extra})
+                                **_source(dataset, data_root, train), **result.extra,
+                                **({"precision": precision} if precision != "fp32" else {})})
     save_artifact(art, out)
     # Table 1's two costs: training what the attack needs (crafting model / generator; 0 for P5) and generating
-    timing = {"craft_time_s": craft_time, **result.timing}
+    timing = {"craft_time_s": craft_time, **result.timing, "precision": precision, "deterministic": deterministic,
+              "device": str(dev)}
     timing["crafting_train_time_s"] = float(result.timing.get("train_generator_s",
                                                               (info or {}).get("train_time_s", 0.0) or 0.0))
     timing["generate_time_s"] = float(result.timing.get("generate_s", craft_time - result.timing.get(

@@ -50,10 +50,12 @@ def ensure_poison(cell: Cell, spec: Spec, store: RunStore) -> tuple[ArrayDataset
         if pc["crafting"] is not None:
             cfg = TrainConfig(**{**pc["crafting"]["train"], "milestones": tuple(pc["crafting"]["train"]["milestones"])})
             model, info = get_crafting_model(clean, pc["crafting"]["arch"], cfg, store.cache_dir,
-                                             val_size=int(pc["crafting"].get("val_size", 0)), device=spec.device)
+                                             val_size=int(pc["crafting"].get("val_size", 0)), device=spec.device,
+                                             deterministic=spec.deterministic)
         make_poison(cell.attack, cell.dataset, threat, d, data_root=spec.data_root, seed=cell.seed,
                     storage=pc["storage"], attack_params=pc["params"], train_subset=spec.train_subset,
-                    model=model, model_info=info, device=spec.device)
+                    model=model, model_info=info, device=spec.device, precision=pc.get("precision", "fp32"),
+                    deterministic=spec.deterministic)
     art = load_artifact(d)
     report = verify_artifact(art, clean)
     if not report.ok:
@@ -104,7 +106,9 @@ def run_cell(cell: Cell, spec: Spec, store: RunStore, test: ArrayDataset) -> dic
     cdir = store.cell_dir(cell.cell_id)
     atomic_write_json(cdir / "config.json", cell.config)
     m = train_and_evaluate(cell.model, train, test, objective, cfg, plan, cdir,
-                           RunOptions(device=spec.device, compile=spec.compile),
+                           RunOptions(device=spec.device, compile=spec.compile, deterministic=spec.deterministic,
+                                      checkpoint_every=spec.checkpoint_every,
+                                      checkpoint_minutes=spec.checkpoint_minutes),
                            desc=f"{cell.attack}/{d.label}/s{cell.seed}",
                            model_meta={"dataset": cell.dataset, "cell_id": cell.cell_id},
                            extra_tests=extra_tests, probe_data=probe_data)
@@ -126,7 +130,8 @@ def run_cell(cell: Cell, spec: Spec, store: RunStore, test: ArrayDataset) -> dic
         "train_time_s": m["train_time_s"], "train_eval_time_s": m["train_eval_time_s"],
         "transform_time_s": m.get("transform_time_s", 0.0),
         "wall_time_s": time.perf_counter() - t0, "history": hist, "device": m["device"],
-        "precision": m["precision"], "versions": _versions(), "git_commit": git_commit(),
+        "precision": m["precision"], "deterministic": m["deterministic"], "versions": _versions(),
+        "git_commit": git_commit(),
         "robust_subset": m.get("n_robust"),
         # what reports need to mark collapsed cells and print the evaluation spec (absent in older records)
         **{k: m[k] for k in ("collapsed", "collapse_epoch", "eval_spec", "n_test", "natural_n") if k in m},
@@ -186,5 +191,6 @@ def ensure_crafting_model(cell: Cell, spec: Spec, store: RunStore) -> dict[str, 
     clean = clean_training_set(cell.dataset, spec.data_root, subset)
     cfg = TrainConfig(**{**pc["crafting"]["train"], "milestones": tuple(pc["crafting"]["train"]["milestones"])})
     _, info = get_crafting_model(clean, pc["crafting"]["arch"], cfg, store.cache_dir,
-                                 val_size=int(pc["crafting"].get("val_size", 0)), device=spec.device)
+                                 val_size=int(pc["crafting"].get("val_size", 0)), device=spec.device,
+                                 deterministic=spec.deterministic)
     return info

@@ -22,7 +22,8 @@ from delusive.utils.safefile import read_regular_bytes
 
 TOP_KEYS = {"name", "description", "datasets", "data_root", "train_subset", "attacks", "attack_budget",
             "attack_params", "reference_schedule", "storage", "crafting", "defenses", "models", "train", "eval",
-            "seeds", "device", "compile", "extra_clean", "poison_fraction", "resources"}
+            "seeds", "device", "compile", "extra_clean", "poison_fraction", "resources", "deterministic",
+            "craft_precision", "checkpoint_every", "checkpoint_minutes"}
 DEFENSE_KEYS = {"name", "label", "norm", "eps", "params", "region"}
 REGIONS = ("top", "bottom", "left", "right")
 BUDGET_KEYS = {"norm", "eps"}
@@ -101,6 +102,10 @@ class Spec:
     device: str = "auto"  # where cells run: not part of a cell's identity, recorded in its result
     compile: bool = False
     resources: dict[str, float] = field(default_factory=dict)  # per Ray task; not part of a cell's identity
+    deterministic: bool = False  # exact CUDA switches (docs/devices.md); recorded, not part of a cell's identity
+    craft_precision: str = "fp32"  # autocast of P1-P4/L2C crafting; part of the poison's identity when not fp32
+    checkpoint_every: int = 1  # epochs between training checkpoints (always at the end); not part of the identity
+    checkpoint_minutes: float | None = None  # or once this many minutes have passed
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,16 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
             raise SpecError(f"{source}.resources.{k}: expected a number >= 0 (cpus_per_cell > 0), got {v!r}")
     if not isinstance(d.get("compile", False), bool):
         raise SpecError(f"{source}.compile: expected true or false, got {d.get('compile')!r}")
+    if not isinstance(d.get("deterministic", False), bool):
+        raise SpecError(f"{source}.deterministic: expected true or false, got {d.get('deterministic')!r}")
+    craft_precision = d.get("craft_precision", "fp32")
+    if craft_precision not in ("fp32", "bf16", "auto"):
+        raise SpecError(f"{source}.craft_precision: expected fp32, bf16 or auto, got {craft_precision!r}")
+    ck_every, ck_min = d.get("checkpoint_every", 1), d.get("checkpoint_minutes")
+    if isinstance(ck_every, bool) or not isinstance(ck_every, int) or ck_every < 1:
+        raise SpecError(f"{source}.checkpoint_every: expected an integer >= 1 (epochs), got {ck_every!r}")
+    if ck_min is not None and (isinstance(ck_min, bool) or not isinstance(ck_min, int | float) or not ck_min > 0):
+        raise SpecError(f"{source}.checkpoint_minutes: expected a number > 0 or null, got {ck_min!r}")
     spec = Spec(
         name=str(d.get("name", Path(source).stem)),
         datasets=tuple(str(x) for x in _list(d["datasets"], f"{source}.datasets")),
@@ -251,6 +266,10 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
         device=device,
         compile=bool(d.get("compile", False)),
         resources={k: float(v) for k, v in resources.items()},
+        deterministic=bool(d.get("deterministic", False)),
+        craft_precision=str(craft_precision),
+        checkpoint_every=int(ck_every),
+        checkpoint_minutes=None if ck_min is None else float(ck_min),
     )
     _validate_components(spec, source)
     return spec
@@ -423,6 +442,8 @@ def expand(spec: Spec) -> list[Cell]:
                 crafting["val_size"] = int(spec.crafting["val_size"])
         poison = {"dataset": dataset, "attack": attack, "budget": spec.attack_budget, "params": params,
                   "storage": spec.storage, "seed": seed, "train_subset": spec.train_subset, "crafting": crafting}
+        if spec.craft_precision != "fp32" and attack in ("P1", "P2", "P3", "P4", "L2C"):
+            poison["precision"] = spec.craft_precision  # enters the identity only when used
         objective = build_objective(defense)
         described = objective.describe()
         if defense.region is not None:

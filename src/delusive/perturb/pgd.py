@@ -67,7 +67,8 @@ def pgd(
     it is misclassified (robust evaluation, restarts). Training objectives that only need ``x_adv`` turn it off
     and save a forward pass per batch; ``loss`` and ``misclassified`` then describe the last iterate a step was
     taken from. With ``early_stop_tau`` only the examples still running are forwarded and backpropagated
-    (frozen ones cannot change), so FAT costs less than PGD-AT with the same K.
+    (frozen ones cannot change), so FAT costs less than PGD-AT with the same K; on an accelerator that selection
+    would read the device every step, so there every example is forwarded and the frozen ones are masked.
     """
     if steps < 0:
         raise ValueError(f"steps: must be >= 0, got {steps}")
@@ -129,6 +130,7 @@ def _single_run(
     last_loss = runtime.zeros(n, dev)
     last_wrong = runtime.zeros(n, dev, torch.bool)
     sign = 1.0 if maximize else -1.0
+    compact = tau is not None and dev.type == "cpu"
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
@@ -137,8 +139,11 @@ def _single_run(
             need_grad = t < steps
             if not need_grad and not final_eval:
                 break
-            # FAT: forward only the examples still running (eval-mode models treat examples independently)
-            rows = None if tau is None or not need_grad or bool(active.all()) else active.nonzero().squeeze(1)
+            # FAT on the CPU: forward only the examples still running (eval-mode models treat examples
+            # independently). Finding them reads the device, so elsewhere every example is forwarded and the
+            # frozen ones are masked (the same iterates, with no host synchronisation per step).
+            rows = (None if not compact or not need_grad or bool(active.all())
+                    else active.nonzero().squeeze(1))
             if rows is not None and rows.numel() == 0:
                 break
             xa = x_adv if rows is None else x_adv[rows]

@@ -28,9 +28,15 @@ class Masked(ThreatModel):
         self.base = base
         self.mask = mask
         self.norm_name = f"masked-{base.norm_name}"
+        self._copies: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     def _m(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mask.to(dtype=t.dtype, device=t.device)
+        """The mask on ``t``'s device and dtype, copied there once (not on every PGD step)."""
+        key = (t.device, t.dtype)
+        m = self._copies.get(key)
+        if m is None:
+            m = self._copies[key] = self.mask.to(dtype=t.dtype, device=t.device)
+        return m
 
     def norm(self, delta: torch.Tensor) -> torch.Tensor:
         return self.base.norm(delta * self._m(delta))

@@ -48,6 +48,17 @@ def runtime_env() -> dict[str, Any]:
     return {"env_vars": env}
 
 
+def task_resources(spec: Spec) -> dict[str, float]:
+    """Ray's resource request of every task: ``resources.cpus_per_cell`` (default 1) and
+    ``resources.gpus_per_cell``, which defaults to one GPU when the spec's device is CUDA (``cuda``/``cuda:N``):
+    a task given no GPU sees none (Ray hides them), so a CUDA cell would otherwise fail or fall back to the CPU.
+    With ``device: auto`` the default stays 0 GPUs (the cells then run on the CPU); give ``gpus_per_cell``."""
+    res = spec.resources
+    on_cuda = str(spec.device).strip().lower().startswith("cuda")
+    return {"num_cpus": float(res.get("cpus_per_cell", 1)),
+            "num_gpus": float(res.get("gpus_per_cell", 1 if on_cuda else 0))}
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -71,10 +82,8 @@ class RayExecutor:
         """Submit every unit, show progress until all are settled, and return the failed cells' ids."""
         ray = import_ray()
         self._init(ray)
-        res = spec.resources
-        task = ray.remote(execute_unit).options(num_cpus=float(res.get("cpus_per_cell", 1)),
-                                                num_gpus=float(res.get("gpus_per_cell", 0)),
-                                                max_retries=self.max_retries, retry_exceptions=False)
+        task = ray.remote(execute_unit).options(**task_resources(spec), max_retries=self.max_retries,
+                                                retry_exceptions=False)
         root = str(store.root.resolve())
         refs: dict[str, Any] = {}
         for unit in units:  # dependencies first, so their refs exist
