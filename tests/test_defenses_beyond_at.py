@@ -216,12 +216,12 @@ def test_mixup_mixes_inputs_and_labels_with_the_drawn_lambda():
     for i in range(10):
         cands = [j for j in range(10) if torch.allclose(xm[i], lam * x[i] + (1 - lam) * x[j], atol=1e-6)]
         assert cands and int(y_b[i]) == int(y[cands[0]])
-    out = obj.loss(model, x, y, None, runtime.generator(11))
+    out = create_objective("mixup", alpha=0.4).loss(model, x, y, None, runtime.generator(11))  # the same draws
     assert out.stats["lam"] == lam
     soft = lam * F.one_hot(y_a, 3).float() + (1 - lam) * F.one_hot(y_b, 3).float()
     logits = model(xm)
     torch.testing.assert_close(out.loss, -(soft * F.log_softmax(logits, 1)).sum(1).mean())
-    lams = {obj.mix(x, y, runtime.generator(s))[3] for s in range(5)}
+    lams = {create_objective("mixup", alpha=0.4).mix(x, y, runtime.generator(s))[3] for s in range(5)}
     assert len(lams) == 5  # λ is drawn, not fixed
 
 

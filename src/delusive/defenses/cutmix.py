@@ -45,12 +45,13 @@ class CutMix(Objective):
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, tuple[int, int, int, int] | None]:
         """(x̃, y, y_π, λ', box): the mixed batch, its label sets, the area-corrected λ' and the box (None:
         this batch was not mixed, λ' = 1)."""
-        if float(runtime.rand((), generator)) >= self.prob:
+        host = self.host_generator(generator)  # the batch's coin, λ and box are host values: drawn on the CPU
+        if float(runtime.rand((), host)) >= self.prob:
             return x, y, y, 1.0, None
-        lam = draw_beta(self.alpha, generator)
+        lam = draw_beta(self.alpha, host)
         perm = runtime.randperm(x.shape[0], generator, x.device)
         h, w = x.shape[-2:]
-        y0, y1, x0, x1 = cut_box(h, w, lam, generator)
+        y0, y1, x0, x1 = cut_box(h, w, lam, host)
         xm = x.clone()
         xm[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
         kept = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)

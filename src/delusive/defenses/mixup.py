@@ -15,7 +15,8 @@ from delusive.threat import ThreatModel
 
 def draw_beta(alpha: float, generator: torch.Generator) -> float:
     """λ ~ Beta(α, α), seeded from ``generator`` (torch's Beta takes no generator: one integer drawn from it
-    seeds a numpy generator, so the same loop generator gives the same λ)."""
+    seeds a numpy generator, so the same loop generator gives the same λ). ``generator`` is a CPU generator
+    (:meth:`Objective.host_generator`), so the draw never reads an accelerator."""
     seed = int(runtime.randint(0, 2**62, (), generator))
     return float(np.random.default_rng(seed).beta(alpha, alpha))
 
@@ -43,7 +44,7 @@ class Mixup(Objective):
     def mix(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """(x̃, y, y_π, λ): the mixed batch, its two label sets and the drawn λ."""
-        lam = draw_beta(self.alpha, generator)
+        lam = draw_beta(self.alpha, self.host_generator(generator))
         perm = runtime.randperm(x.shape[0], generator, x.device)
         return lam * x + (1.0 - lam) * x[perm], y, y[perm], lam
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from delusive import runtime
 from delusive.registry import Registry, check_params, hyperparameters
 from delusive.threat import ThreatModel, make_threat
 
@@ -51,6 +52,17 @@ class Objective:
         self.epochs = 1
         self.eps_scale = 1.0
         self._scaled: tuple[float, ThreatModel] | None = None
+
+    def host_generator(self, generator: torch.Generator) -> torch.Generator:
+        """A CPU generator for the draws that decide host-side values (a mixing weight, a box size, whether a
+        batch is mixed), seeded from the loop's per-epoch ``generator``: drawing them on the device and reading
+        them back would stall an accelerator every step. One stream per epoch, so a resumed run draws the same."""
+        seed = int(generator.initial_seed())
+        cached = getattr(self, "_host_gen", None)
+        if cached is None or cached[0] != seed:
+            cached = (seed, runtime.generator(seed))
+            self._host_gen = cached
+        return cached[1]
 
     def set_eps_scale(self, scale: float) -> None:
         """The loop's ε ramp: the objective attacks within ``scale``·ε until the ramp ends (scale 1)."""

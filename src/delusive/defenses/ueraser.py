@@ -82,9 +82,9 @@ def trivial_augment(x: torch.Tensor, gen: Gen) -> torch.Tensor:
     theta = torch.stack([torch.stack([cos, -sin + shx, tx], 1),
                          torch.stack([sin + shy, cos, ty], 1)], 1)
     geo = is_op["rotate"] | is_op["shear_x"] | is_op["shear_y"] | is_op["translate_x"] | is_op["translate_y"]
-    if bool(geo.any()):
-        grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
-        x = _where(geo, F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False), x)
+    # resampled for every batch (asking whether any image drew a geometric op would read the device)
+    grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
+    x = _where(geo, F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False), x)
     # colour
     f = (0.01 + 1.98 * m).view(-1, 1, 1, 1)
     g = _grey(x)
