@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from delusive.cli.common import UsageError, add_data_args, add_device_args, resolve_budget
 from delusive.cli.train import add_eval_args
 from delusive.data import load_dataset
 from delusive.evaluation import evaluate
+from delusive.evaluation.fit import check_eval_attack, check_model_fits_data
 from delusive.models import load_model
 from delusive.runtime import describe_device, prepare_model, resolve_device, resolve_precision
 from delusive.threat import make_threat
-from delusive.utils import atomic_write_json
+from delusive.utils import atomic_write_json, read_json
+from delusive.utils.safefile import UnsafeFileError, member
+
+CONFIG_MAX_BYTES = 4 * 2**20  # a run's config.json is a few kilobytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,17 +38,19 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    trained = _trained_threat(Path(args.model))  # before any work: a FIFO or /dev/zero here is refused by name
     model, meta = load_model(Path(args.model))
-    model = prepare_model(model, device)
     dataset = args.dataset or meta.get("dataset")
     if not dataset:
         raise UsageError("--dataset: the model does not record its dataset; give --dataset")
-    data = load_dataset(dataset, args.split, root=args.data_root)
-    norm, eps = args.eval_norm, args.eval_eps
-    trained = _trained_threat(Path(args.model))
+    norm, eps, option = args.eval_norm, args.eval_eps, "--eval-eps"
     if norm is None and eps is None and trained is not None:  # evaluate at the budget the run was evaluated at
-        norm, eps = trained
-    threat = make_threat(*resolve_budget(dataset, norm, eps, "--eval-eps"))
+        norm, eps, option = trained
+    threat = make_threat(*resolve_budget(dataset, norm, eps, option))
+    data = load_dataset(dataset, args.split, root=args.data_root)
+    check_model_fits_data(meta, data, Path(args.model), "--dataset" if args.dataset else "its recorded dataset")
+    check_eval_attack(args.eval_attack, data.num_classes)
+    model = prepare_model(model, device)
     metrics = evaluate(model, data, threat, steps=args.eval_steps, restarts=args.eval_restarts,
                        robust_limit=args.robust_subset, seed=args.seed, attack=args.eval_attack,
                        precision=resolve_precision(args.precision, device))
@@ -57,14 +64,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trained_threat(model_path: Path) -> tuple[str, str] | None:
-    """The evaluation budget recorded by ``delusive train`` beside the model (its config.json), if any."""
-    import json
-
-    cfg = (model_path if model_path.is_dir() else model_path.parent) / "config.json"
-    try:
-        threat = json.loads(cfg.read_text(encoding="utf-8"))["eval"]
-        norm, eps = threat["norm"], threat["eps"]
-    except (OSError, ValueError, KeyError, TypeError):
+def _trained_threat(model_path: Path) -> tuple[str, str, str] | None:
+    """(norm, eps, where) of the evaluation budget recorded by ``delusive train`` beside the model (its
+    config.json), if any. The file must be a regular file inside the model's folder of bounded size (a FIFO,
+    ``/dev/zero`` or a link to a file elsewhere is refused by name, never read); a file that is not a run
+    config (bad JSON, no ``eval``) is ignored, as a missing one is."""
+    folder = model_path if model_path.is_dir() else model_path.parent
+    if not os.path.lexists(folder / "config.json"):
         return None
-    return (str(norm), str(eps)) if norm and eps else None
+    cfg = member(folder, "config.json", "the run config")
+    try:
+        threat = read_json(cfg, CONFIG_MAX_BYTES)["eval"]
+        norm, eps = threat["norm"], threat["eps"]
+    except UnsafeFileError:
+        raise
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (str(norm), str(eps), f"{cfg}: eval.eps") if norm and eps else None

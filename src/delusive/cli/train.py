@@ -30,6 +30,7 @@ from delusive.cli.common import (
 from delusive.data import dataset_info, load_dataset
 from delusive.defenses import CHECKPOINT, SCHEDULES, TrainConfig, create_objective, objective_names
 from delusive.evaluation.attacks import ATTACK_NAMES
+from delusive.evaluation.fit import check_eval_attack
 from delusive.experiments.pipeline import SELECTIONS, EvalPlan, RunOptions, train_and_evaluate
 from delusive.experiments.poisoning import clean_training_set, seeded_subset
 from delusive.models import DEFAULT_MODEL, classifier_names
@@ -156,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     train_set, poison_meta = load_training_set(args)
     if train_set.num_classes < 2:  # refused before --out is created (create_model would refuse it later)
         raise ValueError(f"--dataset {args.dataset}: num_classes: must be >= 2, got {train_set.num_classes}")
+    check_eval_attack(plan.attack, train_set.num_classes)  # before training, not at the final evaluation
     test_set = load_dataset(args.dataset, "test", root=args.data_root)
     if args.train_subset is not None and args.train_subset > len(train_set):
         warnings.warn(f"--train-subset {args.train_subset} is larger than the training split ({len(train_set)} "

@@ -37,7 +37,7 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size", "an integer >= 1"),
             (self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0"),
             (0 <= self.momentum < 1, "momentum", "in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay", "a number >= 0"),
+            (self.weight_decay >= 0 and math.isfinite(self.weight_decay), "weight_decay", "a finite number >= 0"),
             (self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}"),
             (all(0 < m < 1 for m in self.milestones), "milestones", "fractions in (0, 1)"),
             (0 < self.gamma <= 1, "gamma", "in (0, 1]"),

@@ -48,9 +48,10 @@ def get_crafting_model(train: ArrayDataset, arch: str, cfg: TrainConfig, cache_d
     if path.exists() and path.with_suffix(".json").exists():
         model, meta = load_model(path)
         if (d / "metrics.json").exists():  # how long the cached model took to train (Table 1's cost)
-            import json
+            from delusive.utils import read_json
 
-            meta = {**meta, "train_time_s": json.loads((d / "metrics.json").read_text()).get("train_time_s")}
+            recorded = read_json(d / "metrics.json")
+            meta = {**meta, "train_time_s": recorded.get("train_time_s") if isinstance(recorded, dict) else None}
     else:
         plan = EvalPlan(val_size=int(val_size), select="val_natural" if val_size else "last")
         rec = train_and_evaluate(arch, train, None, Standard(), cfg, plan, d, RunOptions(device=device),

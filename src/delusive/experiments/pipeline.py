@@ -16,7 +16,6 @@ robust accuracy uses ``attack`` (AutoAttack's APGD-CE + APGD-T by default).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,7 +31,8 @@ from delusive.evaluation import evaluate, natural_accuracy, robust_predictions, 
 from delusive.evaluation.attacks import ATTACK_NAMES
 from delusive.models import create_model, load_checkpoint, save_checkpoint, save_model
 from delusive.threat import ThreatModel, make_threat
-from delusive.utils import atomic_write_json
+from delusive.utils import atomic_write_json, read_json
+from delusive.utils.safefile import UnsafeFileError
 
 SELECTIONS = ("auto", "val_natural", "val_robust", "last")
 BEST = "best.pt"
@@ -244,7 +244,9 @@ def _read_best(path: Path) -> dict[str, Any] | None:
     if not (path.exists() and meta.exists()):
         return None
     try:
-        d = json.loads(meta.read_text(encoding="utf-8"))
+        d = read_json(meta)  # a FIFO or /dev/zero in its place is refused by name (UnsafeFileError), not read
         return {"epoch": int(d["epoch"]), "score": float(d["score"])}
+    except UnsafeFileError:
+        raise
     except (ValueError, KeyError, TypeError):
         return None

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from delusive.data import dataset_info
 from delusive.defenses.config import TrainConfig
-from delusive.utils import config_hash, parse_fraction
-from delusive.utils.safefile import read_regular_bytes
+from delusive.utils import config_hash, parse_budget, parse_fraction
+from delusive.utils.parse import check_seed
+from delusive.utils.safefile import UnsafeFileError
+from delusive.utils.safeyaml import load_yaml_file, load_yaml_text
 
 TOP_KEYS = {"name", "description", "datasets", "data_root", "train_subset", "attacks", "attack_budget",
             "attack_params", "reference_schedule", "storage", "crafting", "defenses", "models", "train", "eval",
@@ -131,7 +131,7 @@ def _budget(obj: Any, where: str) -> dict[str, str]:
     if b["norm"] not in ("linf", "l2"):
         raise SpecError(f"{where}.norm: expected linf or l2, got {b['norm']!r}")
     try:
-        parse_fraction(b["eps"], f"{where}.eps")
+        parse_budget(b["norm"], b["eps"], f"{where}.eps")  # the CLI's check (finite, < 1e6, linf <= 1)
     except ValueError as e:
         raise SpecError(str(e)) from None
     return {"norm": str(b["norm"]), "eps": str(b["eps"])}
@@ -181,8 +181,11 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
         if m not in classifier_names():
             raise SpecError(f"{source}.models: unknown model {m!r}; expected one of {', '.join(classifier_names())}")
     seeds = _list(d.get("seeds", [0]), f"{source}.seeds")
-    if not all(isinstance(s, int) for s in seeds):
-        raise SpecError(f"{source}.seeds: expected integers, got {seeds}")
+    for s in seeds:
+        try:
+            check_seed(s, f"{source}.seeds")
+        except ValueError as e:
+            raise SpecError(str(e)) from None
     attack_params = _check_keys(d.get("attack_params", {}), set(attack_names()), f"{source}.attack_params")
     storage = d.get("storage", "auto")
     if storage not in ("auto", "uint8", "float32"):
@@ -255,9 +258,20 @@ def _validate_components(spec: Spec, source: str) -> None:
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}: {e}") from None
     try:
-        eval_plan(spec)
+        plan = eval_plan(spec)
     except (ValueError, TypeError) as e:
         raise SpecError(f"{source}.{e}" if str(e).startswith("eval") else f"{source}.eval: {e}") from None
+    from delusive.evaluation.fit import check_eval_attack
+
+    for dataset in spec.datasets:  # an attack the dataset's class count cannot run: refused before training
+        n = dataset_info(dataset).num_classes
+        for option, attack in ((f"{source}.eval.attack", plan.attack), (f"{source}.eval.epoch_attack",
+                                                                         plan.epoch_attack)):
+            if n:  # 0: a folder dataset not read yet (its loader says what is wrong with it)
+                try:
+                    check_eval_attack(attack, n, option)
+                except ValueError as e:
+                    raise SpecError(f"{e} ({dataset})") from None
     if spec.crafting.get("train"):
 
         try:
@@ -287,9 +301,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
         if isinstance(node, list):
             raise SpecError(f"--set {item}: give a list index, e.g. defenses.1.eps")
         try:
-            node[keys[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise SpecError(f"--set {item}: value is not valid YAML ({e})") from None
+            node[keys[-1]] = load_yaml_text(raw, f"--set {item}")  # no aliases, as in a spec file
+        except ValueError as e:
+            raise SpecError(str(e).replace(": not valid YAML", ": value is not valid YAML", 1)) from None
     return out
 
 
@@ -298,9 +312,11 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     if not p.exists():
         raise SpecError(f"{p}: no such spec file")
     try:
-        data = yaml.safe_load(read_regular_bytes(p).decode("utf-8"))  # a FIFO or device would hang a read
-    except yaml.YAMLError as e:
-        raise SpecError(f"{p}: not valid YAML ({e})") from None
+        data = load_yaml_file(p)  # a regular file (a FIFO would hang a read) of bounded size, no aliases
+    except UnsafeFileError:
+        raise
+    except ValueError as e:
+        raise SpecError(str(e)) from None
     return parse_spec(apply_overrides(data, overrides), str(p))
 
 
