@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -406,7 +407,7 @@ def _check_manifest(manifest: Any, mpath: Path) -> dict[str, str]:
     return files
 
 
-def _read_npy(path: Path) -> tuple[np.ndarray, str]:
+def read_npy(path: Path) -> tuple[np.ndarray, str]:
     """(array, SHA-256 of the file's bytes) from one read of one opened regular file, pickle-free.
 
     The header's shape and dtype must account for the file's size exactly, so a hostile header can neither
@@ -423,7 +424,7 @@ def _read_npy(path: Path) -> tuple[np.ndarray, str]:
                 raise ValueError(f"unsupported .npy version {version}")
             if dtype.hasobject:
                 raise ValueError("object arrays (pickle) are not allowed")
-            expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            expected = math.prod(int(s) for s in shape) * dtype.itemsize  # Python ints: no overflow
             remaining = os.fstat(f.fileno()).st_size - f.tell()
             if remaining != expected:
                 raise ValueError(f"header says {shape} {dtype} ({expected} bytes) but {remaining} bytes follow")
@@ -462,7 +463,7 @@ def load_artifact(path: str | Path) -> PoisonArtifact:
     arrays: dict[str, np.ndarray] = {}
     hashes: dict[str, str] = {}
     for name, p in paths.items():
-        arrays[name], hashes[name] = _read_npy(p)
+        arrays[name], hashes[name] = read_npy(p)
     images, labels = arrays["images.npy"], arrays["labels.npy"]
     if images.ndim != 4 or images.dtype not in (np.uint8, np.float32):
         raise ValueError(f"{paths['images.npy']}: expected uint8 or float32 N×C×H×W images, got {images.dtype} "

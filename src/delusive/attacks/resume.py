@@ -97,7 +97,10 @@ class CraftCheckpoint:
         self._last = time.monotonic()
 
     def clear(self) -> None:
-        """Remove the checkpoint's own files (those this object wrote and those its state file lists)."""
+        """Remove the checkpoint's own files (those this object wrote and those its state file lists).
+
+        Attacks do not call this when they finish: :func:`clear_craft_state` removes the checkpoint once the
+        artifact it led to is complete and verified on disk, so no failure in between loses the work."""
         if self.dir is None:
             return
         ours = set(self._written)
@@ -110,3 +113,18 @@ class CraftCheckpoint:
         for file in sorted(ours, key=lambda f: f == STATE):  # the state file last: it names the arrays
             (self.dir / file).unlink(missing_ok=True)
         self._written.clear()
+
+
+_ARRAY_FILE = re.compile(r"craft_[A-Za-z0-9_]{1,64}\.npy")
+
+
+def clear_craft_state(work_dir: str | Path) -> None:
+    """Remove every crafting-checkpoint file of ``work_dir``: ``craft_state.json`` and the ``craft_<name>.npy``
+    arrays (those it lists and those of older slots). Called once the artifact is written and verified."""
+    d = Path(work_dir)
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if _ARRAY_FILE.fullmatch(p.name) and not p.is_dir():
+            p.unlink(missing_ok=True)
+    (d / STATE).unlink(missing_ok=True)  # last: it names the arrays

@@ -121,6 +121,11 @@ def fit(
                 xb, yb, idx = xb[sl], yb[sl], idx[sl]
             xb = to_channels_last(xb)
             for _ in range(objective.replays):
+                if yb.shape[0] == 0:  # a batch smaller than the world leaves this rank nothing: no loss (the mean
+                    opt.zero_grad(set_to_none=True)  # of nothing is NaN), but it joins the gradient sum and step
+                    runtime.all_reduce_gradients(model)
+                    opt.step()
+                    continue
                 with autocast(cfg.precision, dev):
                     out = objective.loss(model, xb, yb, idx, gen)
                 opt.zero_grad(set_to_none=True)
