@@ -84,6 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_poison(args: argparse.Namespace) -> int:
+    from delusive.runtime import resolve_device
+
+    try:  # an unavailable device is one clear error before any work, whether or not the attack uses it
+        resolve_device(args.device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     threat = make_threat(*resolve_budget(args.dataset, args.norm, args.eps))
     params = parse_params(args.attack_param, "--attack-param")
     if args.generator is not None:

@@ -25,7 +25,7 @@ TOP_KEYS = {"name", "description", "datasets", "data_root", "train_subset", "att
 DEFENSE_KEYS = {"name", "label", "norm", "eps", "params", "region"}
 REGIONS = ("top", "bottom", "left", "right")
 BUDGET_KEYS = {"norm", "eps"}
-RESOURCE_KEYS = {"cpus_per_cell", "gpus_per_cell"}
+RESOURCE_KEYS = {"cpus_per_cell", "gpus_per_cell", "memory_gb_per_cell"}
 CRAFTING_KEYS = {"arch", "epochs", "train", "val_size"}
 TRAIN_KEYS = {"epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
               "crop_padding", "hflip", "precision"}
@@ -209,7 +209,8 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
     device = str(d.get("device", "auto"))
     resources = dict(_check_keys(d.get("resources", {}), RESOURCE_KEYS, f"{source}.resources"))
     for k, v in resources.items():
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (k == "cpus_per_cell" and v == 0):
+        if (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e9
+                or (k == "cpus_per_cell" and v == 0)):
             raise SpecError(f"{source}.resources.{k}: expected a number >= 0 (cpus_per_cell > 0), got {v!r}")
     if not isinstance(d.get("compile", False), bool):
         raise SpecError(f"{source}.compile: expected true or false, got {d.get('compile')!r}")
