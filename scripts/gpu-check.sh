@@ -4,6 +4,8 @@
 #   bash scripts/gpu-check.sh                      # on the GPU (about 8 minutes); OUT=dir also writes dir/gpu-check.md
 #   bash scripts/gpu-check.sh --device cpu --small # the same checks, tiny, on a CPU (the test suite runs this)
 set -euo pipefail
+# a relative OUT means the caller's folder, not the checkout's (the script changes directory below)
+if [ -n "${OUT:-}" ]; then case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac; export OUT; fi
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
