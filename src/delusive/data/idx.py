@@ -42,13 +42,22 @@ def _read_bytes(path: Path, magic: int) -> bytes:
                 return head  # _header reports the truncated header
             sizes = [int.from_bytes(head[i : i + 4], "big") for i in range(4, head_size, 4)]
             need = head_size + math.prod(sizes)
-            limit = stored * _MAX_GZIP_RATIO + 64 if path.suffix == ".gz" else stored
-            if int.from_bytes(head[:4], "big") == magic and need > limit:
-                what = f"a .gz of {stored} bytes cannot inflate to that" if path.suffix == ".gz" else \
-                    f"the file has {stored} bytes"
-                raise DataError(path, f"truncated: the header promises {need} bytes ({'×'.join(map(str, sizes))}), "
-                                f"{what}")
-            return head + f.read(need - head_size + 1)
+            gz = path.suffix == ".gz"
+            limit = stored * _MAX_GZIP_RATIO + 64 if gz else stored
+            if int.from_bytes(head[:4], "big") != magic:
+                return head  # _header names the bad magic number
+            shape = "×".join(map(str, sizes))
+            if need > limit:
+                what = f"a .gz of {stored} bytes cannot inflate to that" if gz else f"the file has {stored} bytes"
+                raise DataError(path, f"truncated: the header promises {need} bytes ({shape}), {what}")
+            if not gz and stored > need:
+                raise DataError(path, f"trailing bytes: the file has {stored} bytes, the header promises {need} "
+                                f"({shape})")
+            data = head + f.read(need - head_size + 1)
+            if len(data) > need:
+                raise DataError(path, f"trailing bytes: the stream inflates to more than the {need} bytes the "
+                                f"header promises ({shape})")
+            return data
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; a cut-off stream is EOFError
         raise DataError(path, f"cannot read ({type(e).__name__}: {e})") from e
 

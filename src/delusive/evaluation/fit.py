@@ -20,11 +20,13 @@ from delusive.data import ArrayDataset
 MIN_CLASSES = {"apgd-t": 4}
 
 
-def check_eval_attack(attack: str | None, num_classes: int, option: str = "--eval-attack") -> None:
+def check_eval_attack(attack: str | None, num_classes: int, option: str = "--eval-attack",
+                      dataset: str | None = None) -> None:
     """Refuse, before training, an evaluation attack that cannot run on ``num_classes`` classes."""
     need = MIN_CLASSES.get(str(attack), 2)
     if num_classes < need:
-        raise ValueError(f"{option} {attack}: needs at least {need} classes (the targeted DLR loss), the dataset "
+        name = f"the dataset {dataset}" if dataset else "the dataset"
+        raise ValueError(f"{option} {attack}: needs at least {need} classes (the targeted DLR loss), {name} "
                          f"has {num_classes}; use apgd-ce or autoattack (APGD-CE alone below 4 classes)")
 
 

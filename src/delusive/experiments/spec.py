@@ -270,9 +270,9 @@ def _validate_components(spec: Spec, source: str) -> None:
                                                                          plan.epoch_attack)):
             if n:  # 0: a folder dataset not read yet (its loader says what is wrong with it)
                 try:
-                    check_eval_attack(attack, n, option)
+                    check_eval_attack(attack, n, option, dataset)
                 except ValueError as e:
-                    raise SpecError(f"{e} ({dataset})") from None
+                    raise SpecError(str(e)) from None
     if spec.crafting.get("train"):
 
         try:
