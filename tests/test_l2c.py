@@ -12,7 +12,6 @@ import torch
 
 from delusive.attacks import build_artifact, create_attack, load_artifact, save_artifact, verify_artifact
 from delusive.attacks.defaults import default_attack_params
-from delusive.attacks.resume import clear_craft_state
 from delusive.attacks.l2c import (
     GENERATOR_FILE,
     L2C,
@@ -21,6 +20,7 @@ from delusive.attacks.l2c import (
     load_generator,
     pseudo_updated_clean_loss,
 )
+from delusive.attacks.resume import clear_craft_state
 from delusive.data import make_synthetic
 from delusive.models import classifier_names, create_model, model_hash, model_kind, save_model
 from delusive.registry import hyperparameters

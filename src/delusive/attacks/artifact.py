@@ -407,7 +407,7 @@ def _check_manifest(manifest: Any, mpath: Path) -> dict[str, str]:
     return files
 
 
-def read_npy(path: Path) -> tuple[np.ndarray, str]:
+def _read_npy(path: Path) -> tuple[np.ndarray, str]:
     """(array, SHA-256 of the file's bytes) from one read of one opened regular file, pickle-free.
 
     The header's shape and dtype must account for the file's size exactly, so a hostile header can neither
@@ -437,6 +437,9 @@ def read_npy(path: Path) -> tuple[np.ndarray, str]:
     return arr, digest
 
 
+read_npy = _read_npy  # the public name (import of .npy noise uses the same header check)
+
+
 def _payload_member(d: Path, name: str) -> Path:
     try:
         return member(d, name, "payload file")
@@ -463,7 +466,7 @@ def load_artifact(path: str | Path) -> PoisonArtifact:
     arrays: dict[str, np.ndarray] = {}
     hashes: dict[str, str] = {}
     for name, p in paths.items():
-        arrays[name], hashes[name] = read_npy(p)
+        arrays[name], hashes[name] = _read_npy(p)
     images, labels = arrays["images.npy"], arrays["labels.npy"]
     if images.ndim != 4 or images.dtype not in (np.uint8, np.float32):
         raise ValueError(f"{paths['images.npy']}: expected uint8 or float32 N×C×H×W images, got {images.dtype} "

@@ -176,7 +176,7 @@ def _locate(name: str, roots: list[Path], files: list[str]) -> list[Path] | None
     return None
 
 
-def _locate_explicit(name: str, root: Path, files: list[str], download: bool) -> list[Path] | None:
+def _locate_explicit(name: str, split: str, root: Path, files: list[str], download: bool) -> list[Path] | None:
     """The paths of ``files`` under a root the user named (``--data-root``, a spec's ``data_root``).
 
     A named root is never silently passed over for another copy ($DELUSIVE_DATA, the system's): a missing
@@ -184,7 +184,8 @@ def _locate_explicit(name: str, root: Path, files: list[str], download: bool) ->
     the file. With ``download`` a root that lacks the files returns None, so they are fetched into it.
     """
     subdir = DATASETS[name].subdir if name in DATASETS else ""
-    cands = [c for c in ((root / subdir, root) if subdir else (root,)) if c.is_dir()]
+    looked = [root / subdir, root] if subdir else [root]
+    cands = [c for c in looked if c.is_dir()]
     if not cands:
         if download:
             return None
@@ -192,7 +193,10 @@ def _locate_explicit(name: str, root: Path, files: list[str], download: bool) ->
     found = _locate(name, cands, files)
     if found is not None or download:
         return found
-    for f in files:  # say which file is missing or unusable, in the folder that holds the most of them
+    if not any((c / v).is_file() or os.path.lexists(c / v) for f in files for c in cands for v in _variants(name, f)):
+        msg = str(_not_found(name, split, files, looked))  # none of its files: where we looked and how to get them
+        raise DataNotFoundError(f"{msg}\nThe root you name (--data-root) is used alone, never another copy.")
+    for f in files:  # say which file is missing or unusable
         for c in cands:
             for v in _variants(name, f):
                 if os.path.lexists(c / v) and not (c / v).is_file():
@@ -252,7 +256,8 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
         return ArrayDataset(x, y, 10, name=name, classes=info.classes)
     roots = search_roots(name, root)
     files = _required_files(name, split)
-    paths = _locate(name, roots, files) if root is None else _locate_explicit(name, Path(root), files, download)
+    paths = _locate(name, roots, files) if root is None else _locate_explicit(name, split, Path(root), files,
+                                                                               download)
     if paths is None and download:
         env = os.environ.get("DELUSIVE_DATA")
         dest = Path(root) if root is not None else Path(env) if env else default_cache_root()

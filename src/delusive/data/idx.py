@@ -46,17 +46,18 @@ def _read_bytes(path: Path, magic: int) -> bytes:
             limit = stored * _MAX_GZIP_RATIO + 64 if gz else stored
             if int.from_bytes(head[:4], "big") != magic:
                 return head  # _header names the bad magic number
-            shape = "×".join(map(str, sizes))
+            what = "×".join(map(str, sizes)) + (" images" if ndim == 3 else " labels")
             if need > limit:
-                what = f"a .gz of {stored} bytes cannot inflate to that" if gz else f"the file has {stored} bytes"
-                raise DataError(path, f"truncated: the header promises {need} bytes ({shape}), {what}")
+                if gz:
+                    raise DataError(path, f"truncated: a .gz of {stored} bytes, the header promises {need} ({what}), "
+                                    "more than it can inflate to")
+                raise DataError(path, f"truncated: {stored} bytes, the header promises {need} ({what})")
             if not gz and stored > need:
-                raise DataError(path, f"trailing bytes: the file has {stored} bytes, the header promises {need} "
-                                f"({shape})")
+                raise DataError(path, f"trailing bytes: {stored} bytes, the header promises {need} ({what})")
             data = head + f.read(need - head_size + 1)
             if len(data) > need:
                 raise DataError(path, f"trailing bytes: the stream inflates to more than the {need} bytes the "
-                                f"header promises ({shape})")
+                                f"header promises ({what})")
             return data
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; a cut-off stream is EOFError
         raise DataError(path, f"cannot read ({type(e).__name__}: {e})") from e
