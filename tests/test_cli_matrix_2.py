@@ -728,3 +728,24 @@ def test_every_bad_and_note_row_is_in_the_matrix():
     assert len(cases) == len(CASES) + len(HANG_CASES)  # no id used twice
     decided = (ROOT / "docs" / "reliability.md").read_text()
     assert [i for i in sorted(BAD_ROWS | NOTE_ROWS) if f"| {i} |" not in decided] == []  # a decision per row
+
+
+@pytest.mark.parametrize("argv, code", [
+    (["train", "--dataset", "synthetic", "--eps", "abc", "--out", "o"], 2),  # argparse's error, usage included
+    (["data", "check", "folder:"], 1),  # a user error raised by the command
+])
+def test_only_rank_zero_reports_a_user_error(argv, code, monkeypatch, capsys, tmp_path):
+    """T.02 in one process: a rank other than 0 of a torchrun job exits with the same status, silently."""
+    monkeypatch.chdir(tmp_path)
+    for rank, expect_line in (("1", False), ("0", True)):  # rank 0 is the live control
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        try:
+            got = main(argv)
+        except SystemExit as e:
+            got = e.code
+        err = capsys.readouterr().err
+        assert got == code
+        assert (re.search(r"^delusive( \w+)?: error: ", err, re.M) is not None) == expect_line, (rank, err)
+        if not expect_line:
+            assert err == ""

@@ -122,7 +122,8 @@ def user_error(e: BaseException) -> str | None:
 def _other_rank() -> bool:
     """Whether this process is a rank other than 0 of a torchrun job: every rank meets the same bad option or
     file, so only rank 0 reports it (one line, not one per rank); every rank still exits with the status."""
-    return os.environ.get("RANK", "0") not in ("", "0") and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    rank, world = os.environ.get("RANK", "0").strip(), os.environ.get("WORLD_SIZE", "1").strip()
+    return rank not in ("", "0") and world.isdigit() and int(world) > 1
 
 
 def _report(line: str) -> None:
