@@ -5,6 +5,7 @@ docs/reliability.md lists them.)"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,7 +19,8 @@ import torch
 from delusive.models import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["train", "--dataset", "synthetic", "--model", "mlp", "--train-subset", "256", "--epochs", "4",
+EPOCHS = 12
+ARGS = ["train", "--dataset", "synthetic", "--model", "small-cnn", "--train-subset", "512", "--epochs", str(EPOCHS),
         "--batch-size", "32", "--robust-subset", "20", "--eval-steps", "1", "--eval-attack", "pgd",
         "--device", "cpu", "--precision", "fp32", "--val-size", "0"]
 
@@ -35,9 +37,34 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)
         _, err = proc.communicate()
     return proc.returncode, err
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it at once, as kill -9 of a whole job."""
+    for p in [pid, *_descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
@@ -51,18 +78,13 @@ def test_killed_torchrun_resumes_to_the_same_weights(tmp_path):
     assert code == 0, err[-3000:]
     out = tmp_path / "killed"
     proc = _start(out)
-    deadline, epoch = time.time() + 200, -1
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            epoch = int(load_checkpoint(out / "checkpoint.pt")["epoch"])
-        except (OSError, ValueError, KeyError):
-            epoch = -1
-        if epoch >= 0:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks, as kill -9 of the job
+    deadline = time.time() + 200
+    while time.time() < deadline and proc.poll() is None and not (out / "checkpoint.pt").exists():
+        time.sleep(0.01)
+    _kill_tree(proc.pid)  # the launcher and both ranks (torchrun starts each rank in a session of its own)
     proc.communicate()
-    assert 0 <= epoch < 3 and not (out / "metrics.json").exists(), "killed too late: nothing to resume"
+    epoch = int(load_checkpoint(out / "checkpoint.pt")["epoch"])
+    assert epoch < EPOCHS - 1 and not (out / "metrics.json").exists(), "killed too late: nothing to resume"
     code, err = _finish(_start(out))
     assert code == 0, err[-3000:]
     assert err.count("resuming from") == 2  # both ranks resumed from rank 0's checkpoint
