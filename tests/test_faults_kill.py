@@ -60,6 +60,14 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and every process below it at once, as kill -9 of a whole job."""
     for p in [pid, *_descendants(pid)]:
@@ -81,8 +89,16 @@ def test_killed_torchrun_resumes_to_the_same_weights(tmp_path):
     deadline = time.time() + 200
     while time.time() < deadline and proc.poll() is None and not (out / "checkpoint.pt").exists():
         time.sleep(0.01)
-    _kill_tree(proc.pid)  # the launcher and both ranks (torchrun starts each rank in a session of its own)
+    ranks = _descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)  # kill -9 of the launcher: its ranks must not train on
     proc.communicate()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_running(p) for p in ranks):
+        time.sleep(0.05)
+    alive = [p for p in ranks if _running(p)]
+    for p in alive:  # a failing check must not leave them running
+        _kill_tree(p)
+    assert ranks and not alive, f"ranks {alive} outlived their launcher"
     epoch = int(load_checkpoint(out / "checkpoint.pt")["epoch"])
     assert epoch < EPOCHS - 1 and not (out / "metrics.json").exists(), "killed too late: nothing to resume"
     code, err = _finish(_start(out))

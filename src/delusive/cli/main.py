@@ -141,7 +141,25 @@ def _silence(parser: argparse.ArgumentParser) -> None:
                 _silence(sub)
 
 
+def _die_with_the_launcher() -> None:
+    """Under torchrun, end this rank when the launcher dies (Linux ``PR_SET_PDEATHSIG``): a launcher killed
+    with kill -9 would otherwise leave its ranks training on, into the folder a rerun then resumes in."""
+    if not sys.platform.startswith("linux") or not os.environ.get("TORCHELASTIC_RUN_ID"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the launcher's own cleanup is all there is
+        return
+    if os.getppid() == 1:  # the launcher died before the signal was armed
+        os._exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _die_with_the_launcher()
     parser = build_parser()
     if _other_rank():
         _silence(parser)
