@@ -293,6 +293,10 @@ CASES = [
       r"--eval-attack apgd-t: needs at least 4 classes .* the dataset has 2", absent=("o/two",),
       setup=image_folder("two", classes=2, splits=True), verdict="NOTE"),
     C("x.eval-fits", ["eval", "o/base", *EVAL], 0, r"robust accuracy by pgd", setup=BASE, verdict="extra"),
+    C("x.craft-model-shape", ["poison", "--attack", "P1", "--dataset", "folder:f/rgb32", "--device", "cpu",
+                              "--crafting-model", "o/base/model.pt", "--out", "art/p1"], 1,
+      r"o/base/model\.pt: the model takes 1×28×28 images, --dataset folder:f/rgb32 has 3×32×32",
+      setup=_after(BASE, image_folder("rgb32", h=32, w=32, rgb=True)), absent=("art/p1",), verdict="extra"),
 
     # --- train: a diverging run
     C("T.09", [*TRAIN, "--lr", "1e10", "--batch-size", "16", "--epochs", "3", "--out", "o/lrhuge"], 1,

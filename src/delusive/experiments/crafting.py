@@ -65,6 +65,12 @@ def get_crafting_model(train: ArrayDataset, arch: str, cfg: TrainConfig, cache_d
     return model.to(runtime.resolve_device(device)), info
 
 
-def describe_user_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def describe_user_model(path: str | Path, data: ArrayDataset | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """A user's crafting model (``--crafting-model``) and its description; with ``data``, refused up front when
+    its input shape or class count differs from the data's (naming both), instead of failing inside torch."""
     model, meta = load_model(path)
+    if data is not None:
+        from delusive.evaluation.fit import check_model_fits_data
+
+        check_model_fits_data(meta, data, path, "--dataset")
     return model, {"arch": meta["arch"], "sha256": model_hash(model), "path": str(path)}

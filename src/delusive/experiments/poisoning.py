@@ -136,7 +136,7 @@ def make_poison(
         if model is not None:
             info = model_info or {}
         elif crafting_model is not None:
-            model, info = describe_user_model(crafting_model)
+            model, info = describe_user_model(crafting_model, train)
         else:
             model, info = get_crafting_model(train, crafting_arch, crafting_config(seed, crafting_epochs), cache_dir,
                                              device=device)
