@@ -479,7 +479,8 @@ def hang_results(shared, tmp_path_factory) -> dict[str, tuple[int | None, str, P
     proc = subprocess.Popen([sys.executable, "-c", _RUNNER, json.dumps(work)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
     results: dict[str, tuple[int | None, str, Path, float]] = {}
     running, started = None, 0.0
     try:
@@ -495,6 +496,9 @@ def hang_results(shared, tmp_path_factory) -> dict[str, tuple[int | None, str, P
     finally:
         proc.kill()
         proc.wait()
+        reader.join(timeout=5)
+        for pipe in (proc.stdout, proc.stderr):
+            pipe.close()  # type: ignore[union-attr]
     for cid, _, _ in work:
         if cid not in results:
             why = f"hung: no answer within {HANG_TIMEOUT_S} s" if cid == running else "not run (an earlier case hung)"
