@@ -40,7 +40,7 @@ from delusive.threat import Masked, ThreatModel, make_threat
 from delusive.threat.balls import L2Ball
 from delusive.utils import atomic_write_bytes, atomic_write_json, sha256_bytes, stable_json
 from delusive.utils.hashing import sha256_stream
-from delusive.utils.io import parse_json
+from delusive.utils.io import JSON_MAX_BYTES, parse_json
 from delusive.utils.safefile import UnsafeFileError, member, name_problem, open_regular, read_regular_bytes
 
 FORMAT = "delusive-poison/1"
@@ -460,7 +460,7 @@ def load_artifact(path: str | Path) -> PoisonArtifact:
         raise FileNotFoundError(f"{d}: not a poison artifact (not a directory)")
     if not os.path.lexists(mpath):
         raise FileNotFoundError(f"{d}: not a poison artifact (no manifest.json)")
-    manifest = parse_json(read_regular_bytes(member(d, MANIFEST, "manifest")), mpath)
+    manifest = parse_json(read_regular_bytes(member(d, MANIFEST, "manifest"), JSON_MAX_BYTES), mpath)
     files = _check_manifest(manifest, mpath)
     paths = {name: _payload_member(d, name) for name in files}  # every entry is checked before any is read
     arrays: dict[str, np.ndarray] = {}

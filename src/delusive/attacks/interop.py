@@ -76,7 +76,7 @@ def read_png_folder(folder: str | Path, clean: ArrayDataset) -> np.ndarray:
     first_row = np.zeros(n, dtype=np.int64)  # the labels.csv line that gave each index (0: none yet)
     if not labels_csv.exists():
         raise FileNotFoundError(f"{labels_csv}: missing (expected a filename,label table)")
-    text = read_regular_bytes(member(root, "labels.csv", "table")).decode("utf-8", errors="replace")
+    text = read_regular_bytes(member(root, "labels.csv", "table"), 256 * 2**20).decode("utf-8", errors="replace")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not {"filename", "label"} <= set(reader.fieldnames or []):
         raise ValueError(f"{labels_csv}: expected columns filename,label, got {reader.fieldnames}")

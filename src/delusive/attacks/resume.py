@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from delusive.utils import atomic_write_bytes, atomic_write_json
-from delusive.utils.io import parse_json
+from delusive.utils.io import JSON_MAX_BYTES, parse_json
 from delusive.utils.safefile import member, open_regular, read_regular_bytes
 
 STATE = "craft_state.json"
@@ -49,7 +49,7 @@ class CraftCheckpoint:
         path = self.dir / STATE
         if not path.exists():
             return None
-        state = parse_json(read_regular_bytes(member(self.dir, STATE, "crafting checkpoint")), path)
+        state = parse_json(read_regular_bytes(member(self.dir, STATE, "crafting checkpoint"), JSON_MAX_BYTES), path)
         if not isinstance(state, dict) or not isinstance(state.get("arrays"), list):
             raise ValueError(f"{path}: not a crafting checkpoint (expected an object with an 'arrays' list); "
                              "delete it to start crafting afresh")
