@@ -330,6 +330,14 @@ CASES = [
       setup=spec_text(_big_spec()), absent=("sw",), verdict="NOTE"),
     C("x.set-alias", [*SW, "--set", "seeds=[&a 0, *a]"], 2, r"--set seeds=\[&a 0, \*a\]: value is not valid YAML "
       r"\(.*anchors \(&a\) are not allowed", setup=sweep_spec, absent=("sw",), verdict="extra"),
+    C("x.spec-types", [*SW, "--set", "train.epochs=2.5"], 2, r"spec\.yaml: epochs: must be an integer, got 2\.5",
+      setup=sweep_spec, absent=("sw",), verdict="extra"),
+    C("x.spec-crafting-epochs", [*SW, "--set", "crafting.epochs=0"], 2,
+      r"spec\.yaml\.crafting\.epochs: must be an integer >= 1, got 0", setup=sweep_spec, absent=("sw",),
+      verdict="extra"),
+    C("x.spec-attack-param", [*SW, "--set", "attacks=[P1]", "--set", "attack_params={P1: {steps: abc}}"], 2,
+      r"spec\.yaml\.attack_params\.P1: attack 'P1': steps must be an integer, got 'abc'", setup=sweep_spec,
+      absent=("sw",), verdict="extra"),
     C("x.resources-bad", [*SW, "--set", "resources={memory_gb_per_cell: 1e300}"], 2,
       r"resources\.memory_gb_per_cell: expected a number >= 0", setup=sweep_spec, absent=("sw",), verdict="extra"),
 

@@ -199,6 +199,10 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
     crafting = dict(_check_keys(d.get("crafting", {}), CRAFTING_KEYS, f"{source}.crafting"))
     if "train" in crafting:
         _check_keys(crafting["train"], TRAIN_KEYS, f"{source}.crafting.train")
+    for key, low in (("epochs", 1), ("val_size", 0)):  # as --crafting-epochs (0 must not mean "the default")
+        v = crafting.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise SpecError(f"{source}.crafting.{key}: must be an integer >= {low}, got {v!r}")
     extra_clean = [] if d.get("extra_clean") is None else _list(d["extra_clean"], f"{source}.extra_clean")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in extra_clean):
         raise SpecError(f"{source}.extra_clean: expected counts (integers >= 0), got {extra_clean}")
@@ -273,12 +277,21 @@ def _validate_components(spec: Spec, source: str) -> None:
                     check_eval_attack(attack, n, option, dataset)
                 except ValueError as e:
                     raise SpecError(str(e)) from None
-    if spec.crafting.get("train"):
+    try:  # always: crafting.epochs alone must be checked too
+        crafting_train_config(spec, 0)
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"{source}.crafting{'.train' if spec.crafting.get('train') else ''}: {e}") from None
+    from delusive.attacks import create_attack
+    from delusive.attacks.defaults import default_attack_params
 
-        try:
-            crafting_train_config(spec, 0)
-        except (ValueError, TypeError) as e:
-            raise SpecError(f"{source}.crafting.train: {e}") from None
+    for attack in spec.attacks:  # attack parameters are checked as --attack-param's are, before any crafting
+        for dataset in spec.datasets:
+            params = {**default_attack_params(attack, dataset, spec.reference_schedule),
+                      **spec.attack_params.get(attack, {})}
+            try:
+                create_attack(attack, **params)
+            except (ValueError, TypeError) as e:
+                raise SpecError(f"{source}.attack_params.{attack}: {e}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
