@@ -298,6 +298,9 @@ CASES = [
       r"o/base/model\.pt: the model takes 1×28×28 images, --dataset folder:f/rgb32 has 3×32×32",
       setup=_after(BASE, image_folder("rgb32", h=32, w=32, rgb=True)), absent=("art/p1",), verdict="extra"),
 
+    C("x.cli-seed", [*TRAIN, "--seed", "1180591620717411303424", "--out", "o/seed"], 2,
+      r"argument --seed: --seed: expected an integer in \[0, 2\^63 - 1\], got '1180591620717411303424'",
+      absent=("o/seed",), verdict="extra"),  # S.19's rule for the CLI
     # --- train: a diverging run
     C("T.09", [*TRAIN, "--lr", "1e10", "--batch-size", "16", "--epochs", "3", "--out", "o/lrhuge"], 1,
       r"^delusive: error: train: loss became nan at epoch 1 \(by batch \d+\); lower --lr$", verdict="BAD"),

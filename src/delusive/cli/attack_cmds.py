@@ -15,7 +15,15 @@ from delusive.attacks import (
     show_artifact,
     verify_artifact,
 )
-from delusive.cli.common import UsageError, add_device_args, fraction_text, parse_params, positive_int, resolve_budget
+from delusive.cli.common import (
+    UsageError,
+    add_device_args,
+    fraction_text,
+    parse_params,
+    positive_int,
+    resolve_budget,
+    seed_int,
+)
 from delusive.experiments.poisoning import clean_training_set, make_poison
 from delusive.models import DEFAULT_MODEL, classifier_names
 from delusive.threat import NORMS, make_threat
@@ -29,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--norm", choices=NORMS, default=None, help="attack threat model (default per dataset)")
     p.add_argument("--eps", type=fraction_text("--eps"), default=None, help="attack budget, e.g. 1.0 or 8/255")
     p.add_argument("--out", required=True, help="artifact directory (resumes an interrupted crafting run)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--storage", choices=("auto", *STORAGES), default="auto",
                    help="auto (default): float32 for l2 budgets (uint8 would shrink them), uint8 with δ rounded toward "
                    "zero in 1/255 steps for linf; or force uint8 / float32")
@@ -78,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--storage", choices=("auto", *STORAGES), default="auto",
                    help="auto (default): float32 for l2 budgets, uint8 rounded toward zero for linf")
     i.add_argument("--train-subset", type=positive_int("--train-subset"), default=None)
-    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--seed", type=seed_int, default=0)
     i.add_argument("--out", required=True)
     i.set_defaults(func=run_import)
 

@@ -28,6 +28,16 @@ def int_at_least(name: str, minimum: int):  # type: ignore[no-untyped-def]
     return conv
 
 
+def seed_int(text: str) -> int:
+    """An argparse type for ``--seed``: the spec's rule (:func:`delusive.utils.parse.check_seed`), one path."""
+    from delusive.utils.parse import check_seed
+
+    try:
+        return check_seed(int(text), "--seed")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed: expected an integer in [0, 2^63 - 1], got {text!r}") from None
+
+
 def positive_int(name: str):  # type: ignore[no-untyped-def]
     return int_at_least(name, 1)
 

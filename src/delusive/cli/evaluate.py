@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from delusive.cli.common import UsageError, add_data_args, add_device_args, resolve_budget
+from delusive.cli.common import UsageError, add_data_args, add_device_args, resolve_budget, seed_int
 from delusive.cli.train import add_eval_args
 from delusive.data import load_dataset
 from delusive.evaluation import evaluate
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p, dataset_required=False)
     p.add_argument("--split", default="test")
     add_eval_args(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the robust subset and the attacks' random starts")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the robust subset and the attacks' random starts")
     add_device_args(p)
     p.add_argument("--out", default=None, help="also write the metrics as JSON here")
     p.set_defaults(func=run)

@@ -26,6 +26,7 @@ from delusive.cli.common import (
     positive_float,
     positive_int,
     resolve_budget,
+    seed_int,
 )
 from delusive.data import dataset_info, load_dataset
 from delusive.defenses import CHECKPOINT, SCHEDULES, TrainConfig, create_objective, objective_names
@@ -81,7 +82,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
     p.add_argument("--train-subset", type=positive_int("--train-subset"), default=None,
                    help="train on a seeded random subset of this many examples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--crop-padding", type=nonneg_int("--crop-padding"), default=None,
                    help="random-crop padding (default per dataset: 4 for CIFAR-10/SVHN, 0 for 28×28 sets)")
     p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
