@@ -115,7 +115,8 @@ def user_error(e: BaseException) -> str | None:
         return _one_line(str(e))
     if isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(s in str(e) for s in _OUT_OF_MEMORY)):
         what = _one_line(str(e))[:200] or type(e).__name__
-        return f"{prefix}out of memory ({what}); the input or a size asked for is too large for this machine"
+        return (f"{prefix}out of memory ({what}); the input, or a size asked for (a batch size, a model), is too "
+                "large for this machine")
     return None
 
 
@@ -149,12 +150,13 @@ def _die_with_the_launcher() -> None:
     import ctypes
     import signal
 
+    launcher = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # no prctl: the launcher's own cleanup is all there is
         return
-    if os.getppid() == 1:  # the launcher died before the signal was armed
+    if os.getppid() != launcher:  # the launcher died before the signal was armed
         os._exit(1)
 
 
