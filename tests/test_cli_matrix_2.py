@@ -52,7 +52,7 @@ from test_cli_matrix import (
 )
 
 # the first matrix's fixtures: a fresh working folder, shared inputs, a fast per-epoch evaluation
-globals().update(ws=matrix1.ws, shared=matrix1.shared, _fast_epoch_eval=matrix1._fast_epoch_eval)
+globals().update(ws=matrix1.ws, shared=matrix1.shared, _fast_epoch_eval=matrix1._fast_epoch_eval, boom=matrix1.boom)
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_TIMEOUT_S = 30  # the bar: each of these ends within 30 s (the bombs within 10 s, checked below)
@@ -769,3 +769,17 @@ def test_only_rank_zero_reports_a_user_error(argv, code, monkeypatch, capsys, tm
         assert (re.search(r"^delusive( \w+)?: error: ", err, re.M) is not None) == expect_line, (rank, err)
         if not expect_line:
             assert err == ""
+
+
+@pytest.mark.parametrize("exc, line", [
+    (FloatingPointError("train: loss became nan at epoch 2 (by batch 20); lower --lr"),
+     "delusive: error: train: loss became nan at epoch 2 (by batch 20); lower --lr"),
+    (MemoryError(), "delusive: error: out of memory (MemoryError); the input, or a size asked for"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] . DefaultCPUAllocator: can't allocate memory: you tried to "
+                  "allocate 5120000000000 bytes"), "delusive: error: out of memory ([enforce fail"),
+])
+def test_diverging_runs_and_memory_errors_are_one_line(exc, line, boom, capsys):
+    boom(matrix1.raising(exc))
+    assert main(["boom"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(line), err
