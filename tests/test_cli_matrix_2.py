@@ -81,7 +81,7 @@ def image_folder(name: str, classes: int = 3, h: int = 28, w: int = 28, rgb: boo
                 d = ws / "f" / name / split / cls
                 d.mkdir(parents=True, exist_ok=True)
                 for i in range(4):
-                    img = _grey(30 * k + i, h, w)
+                    img = _grey((25 * k + i) % 256, h, w)
                     write_png(d / f"{i:03d}.png", np.stack([img] * 3, -1) if rgb else img)
     return setup
 
@@ -293,6 +293,10 @@ CASES = [
       r"--eval-attack apgd-t: needs at least 4 classes .* the dataset has 2", absent=("o/two",),
       setup=image_folder("two", classes=2, splits=True), verdict="NOTE"),
     C("x.eval-fits", ["eval", "o/base", *EVAL], 0, r"robust accuracy by pgd", setup=BASE, verdict="extra"),
+    C("x.eval-class-names", ["eval", "o/named", *EVAL, "--dataset", "folder:f/ten", "--split", "train"], 0,
+      r"robust accuracy by pgd", warns=r"the model's classes \(t0, t1, t2, t3, …\) are not --dataset folder:f/ten's",
+      setup=_after(model_copy("named", _model_json(class_names=[f"t{k}" for k in range(10)])),
+                   image_folder("ten", classes=10)), verdict="extra"),
     C("x.craft-model-shape", ["poison", "--attack", "P1", "--dataset", "folder:f/rgb32", "--device", "cpu",
                               "--crafting-model", "o/base/model.pt", "--out", "art/p1"], 1,
       r"o/base/model\.pt: the model takes 1×28×28 images, --dataset folder:f/rgb32 has 3×32×32",
@@ -414,7 +418,11 @@ def test_case(case: Case, ws: Path, shared2: dict[str, Path], capsys, monkeypatc
     with monkeypatch.context() as mp:
         if case.fault is not None:
             case.fault(mp)
-        code, out, err = invoke(case.argv, capsys)
+        if case.warns is not None:
+            with pytest.warns(UserWarning, match=case.warns):
+                code, out, err = invoke(case.argv, capsys)
+        else:
+            code, out, err = invoke(case.argv, capsys)
     check_answer(case, code, out, err)
     for rel in case.absent:
         assert not (ws / rel).exists(), f"{case.id}: {rel} exists after the command"

@@ -8,6 +8,7 @@ are user errors, answered here in one line that names both shapes, from the mode
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -62,3 +63,8 @@ def check_model_fits_data(meta: Mapping[str, Any], data: ArrayDataset, model_pat
     if meta.get("num_classes") != data.num_classes:
         raise ValueError(f"{model_path}: the model has {meta.get('num_classes')} classes, {data_what} {name} has "
                          f"{data.num_classes}; evaluate it on data with the same classes")
+    recorded = meta.get("class_names")  # model.json's class names (when the model records them)
+    if isinstance(recorded, list) and data.classes is not None and list(data.classes) != [str(c) for c in recorded]:
+        warnings.warn(f"{model_path}: the model's classes ({', '.join(map(str, recorded[:4]))}, …) are not "
+                      f"{data_what} {name}'s ({', '.join(data.classes[:4])}, …): the same count, other labels",
+                      stacklevel=2)
