@@ -3,7 +3,9 @@
 The checkpoint lives in the artifact's output folder, beside whatever else the user keeps there, so it
 touches only its own files: ``craft_state.json`` and one ``craft_<name>.npy`` per array it saved, where
 ``<name>`` is a plain identifier. Clearing removes exactly those files and nothing else; loading reads them
-as regular files of that folder (never a FIFO, device or a symlink out of it).
+as regular files of that folder (never a FIFO, device or a symlink out of it). Attacks leave their checkpoint
+in place when they finish: :func:`clear_craft_state` removes it once the artifact it led to is written and
+verified (``experiments.poisoning.make_poison``), so no failure in between loses the work.
 """
 
 from __future__ import annotations
