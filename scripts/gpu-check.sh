@@ -5,6 +5,8 @@
 #   bash scripts/gpu-check.sh --device cpu --small # the same checks, tiny, on a CPU (the test suite runs this)
 # Everything goes under one folder: --out DIR, else $OUT, else ./gpu-check-<time> (docs/devices.md).
 set -euo pipefail
+# a relative OUT means the caller's folder, not the checkout's (the script changes directory below)
+if [ -n "${OUT:-}" ]; then case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac; export OUT; fi
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then

@@ -466,5 +466,18 @@ def run_check(args: argparse.Namespace, device: torch.device, out: Path) -> int:
     return 1 if failed else 0
 
 
+def _checked_main() -> int:
+    """``main`` with the CLI's rule: a problem the user can fix (no such device, ``$OUT`` a file) is one line
+    ``gpu-check: error: ...`` and status 2, found before any check runs; a bug keeps its traceback."""
+    out = os.environ.get("OUT")
+    try:
+        if out and os.path.lexists(out) and not os.path.isdir(out):
+            raise ValueError(f"OUT={out}: exists and is not a directory (OUT names the folder for gpu-check.md)")
+        return main()
+    except ValueError as e:
+        print(f"gpu-check: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_checked_main())

@@ -224,6 +224,8 @@ def test_crafting_resumes_after_a_kill(synth, synth_model, tmp_path, monkeypatch
     resumed = atk.craft(synth, LinfBall(0.1), synth_model, seed=0, work_dir=tmp_path).x
     assert calls["n"] == -100 + 3  # only the 3 unfinished batches of 6 were crafted again
     assert np.array_equal(resumed, full)
+    assert (tmp_path / "craft_state.json").exists()  # kept until the artifact is on disk (make_poison clears it)
+    resume.clear_craft_state(tmp_path)
     assert not list(tmp_path.glob("craft_*"))
 
 

@@ -7,6 +7,7 @@ No test touches the network: ``urllib.request.urlopen`` is replaced by fakes.
 import gzip
 import hashlib
 import io
+import shutil
 import tarfile
 import urllib.error
 
@@ -58,7 +59,17 @@ def test_root_argument_comes_before_env_and_files_may_lie_directly_in_root(tmp_p
     _idx(tmp_path / "explicit", n=5)  # directly in the root, no sub-folder
     monkeypatch.setenv("DELUSIVE_DATA", str(tmp_path / "env"))
     assert len(load_dataset("fashion-mnist", "train", root=tmp_path / "explicit")) == 5
-    assert len(load_dataset("fashion-mnist", "train", root=tmp_path / "nothing-here")) == 7  # falls back to env
+    assert len(load_dataset("fashion-mnist", "train")) == 7  # no root named: the env's copy
+    # a root the user named is used alone (issue 26): a missing or incomplete one is an error naming it,
+    # never a silent fallback to another copy
+    with pytest.raises(DataNotFoundError, match=r"--data-root .*nothing-here: no such directory"):
+        load_dataset("fashion-mnist", "train", root=tmp_path / "nothing-here")
+    (tmp_path / "partial").mkdir()
+    for f in (tmp_path / "explicit").glob("train-labels-idx1-ubyte*"):
+        shutil.copy(f, tmp_path / "partial")
+    with pytest.raises(DataNotFoundError, match=r"--data-root .*partial: train-images-idx3-ubyte \(raw or \.gz\) "
+                       r"of dataset 'fashion-mnist' is missing"):
+        load_dataset("fashion-mnist", "train", root=tmp_path / "partial")
 
 
 def test_system_path_for_fashion_mnist_comes_after_env(tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ from delusive.attacks.l2c import (
     load_generator,
     pseudo_updated_clean_loss,
 )
+from delusive.attacks.resume import clear_craft_state
 from delusive.data import make_synthetic
 from delusive.models import classifier_names, create_model, model_hash, model_kind, save_model
 from delusive.registry import hyperparameters
@@ -200,9 +201,13 @@ def reference_run(tiny, tmp_path_factory):
     atk = create_attack("L2C", **TINY)
     atk.on_step = seen.append
     res = atk.craft(tiny, LinfBall(0.2), None, seed=0, work_dir=out)
+    # the trained generator's checkpoint outlives crafting: only make_poison, with the artifact verified on
+    # disk, removes it (a full disk at images.npy must not lose the training)
+    assert __import__("json").loads((out / "craft_state.json").read_text())["step"] == STEPS
     art = build_artifact(tiny, res.x, LinfBall(0.2), attack="L2C", attack_params=atk.params(),
                          dataset="synthetic", seed=0, extra=res.extra)
     save_artifact(art, out)
+    clear_craft_state(out)
     return out, res, seen
 
 
@@ -264,6 +269,7 @@ def test_interrupted_crafting_resumes_to_identical_generator_and_bytes(reference
                          seed=0, extra=res.extra)
     save_artifact(art, d)
     assert _files(d) == _files(out)
+    clear_craft_state(d)  # what make_poison does once the artifact verifies, older slots included
     assert not list(d.glob("craft_*"))
 
 

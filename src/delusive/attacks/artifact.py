@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from delusive.threat import Masked, ThreatModel, make_threat
 from delusive.threat.balls import L2Ball
 from delusive.utils import atomic_write_bytes, atomic_write_json, sha256_bytes, stable_json
 from delusive.utils.hashing import sha256_stream
-from delusive.utils.io import parse_json
+from delusive.utils.io import JSON_MAX_BYTES, parse_json
 from delusive.utils.safefile import UnsafeFileError, member, name_problem, open_regular, read_regular_bytes
 
 FORMAT = "delusive-poison/1"
@@ -423,7 +424,7 @@ def _read_npy(path: Path) -> tuple[np.ndarray, str]:
                 raise ValueError(f"unsupported .npy version {version}")
             if dtype.hasobject:
                 raise ValueError("object arrays (pickle) are not allowed")
-            expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            expected = math.prod(int(s) for s in shape) * dtype.itemsize  # Python ints: no overflow
             remaining = os.fstat(f.fileno()).st_size - f.tell()
             if remaining != expected:
                 raise ValueError(f"header says {shape} {dtype} ({expected} bytes) but {remaining} bytes follow")
@@ -434,6 +435,9 @@ def _read_npy(path: Path) -> tuple[np.ndarray, str]:
         except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
             raise ValueError(f"{path}: not a plain .npy array ({e})") from e
     return arr, digest
+
+
+read_npy = _read_npy  # the public name (import of .npy noise uses the same header check)
 
 
 def _payload_member(d: Path, name: str) -> Path:
@@ -456,7 +460,7 @@ def load_artifact(path: str | Path) -> PoisonArtifact:
         raise FileNotFoundError(f"{d}: not a poison artifact (not a directory)")
     if not os.path.lexists(mpath):
         raise FileNotFoundError(f"{d}: not a poison artifact (no manifest.json)")
-    manifest = parse_json(read_regular_bytes(member(d, MANIFEST, "manifest")), mpath)
+    manifest = parse_json(read_regular_bytes(member(d, MANIFEST, "manifest"), JSON_MAX_BYTES), mpath)
     files = _check_manifest(manifest, mpath)
     paths = {name: _payload_member(d, name) for name in files}  # every entry is checked before any is read
     arrays: dict[str, np.ndarray] = {}

@@ -61,4 +61,25 @@ def create_attack(name: str, **params: Any) -> Attack:
     """Build attack ``name``; unknown params are an error naming the allowed ones."""
     cls = ATTACKS.get(name)
     check_params("attack", name, cls, params)
+    _check_param_types(name, cls, params)
     return cls(**params)
+
+
+def _check_param_types(name: str, cls: type, params: dict[str, Any]) -> None:
+    """A parameter whose default is an int must be an integer, one whose default is a float a finite number:
+    ``--attack-param trials=abc`` is refused naming ``trials``, not with ``int()``'s own words."""
+    import inspect
+    import math
+    import numbers
+
+    defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
+    for key, value in params.items():
+        default = defaults.get(key)
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            continue  # flags, names and paths: the attack checks them itself
+        integral = isinstance(value, numbers.Integral) or isinstance(value, float) and value.is_integer()
+        if isinstance(value, bool) or (isinstance(default, int) and not integral):
+            raise ValueError(f"attack {name!r}: {key} must be an integer, got {value!r}"
+                             if isinstance(default, int) else f"attack {name!r}: {key} must be a number, got {value!r}")
+        if isinstance(default, float) and not (isinstance(value, numbers.Real) and math.isfinite(float(value))):
+            raise ValueError(f"attack {name!r}: {key} must be a finite number, got {value!r}")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from delusive.attacks.artifact import PoisonArtifact, build_artifact, load_artifact
+from delusive.attacks.artifact import PoisonArtifact, build_artifact, load_artifact, read_npy
 from delusive.data import ArrayDataset
 from delusive.threat import ThreatModel
 from delusive.utils import atomic_write, atomic_write_text, progress
@@ -76,7 +76,7 @@ def read_png_folder(folder: str | Path, clean: ArrayDataset) -> np.ndarray:
     first_row = np.zeros(n, dtype=np.int64)  # the labels.csv line that gave each index (0: none yet)
     if not labels_csv.exists():
         raise FileNotFoundError(f"{labels_csv}: missing (expected a filename,label table)")
-    text = read_regular_bytes(member(root, "labels.csv", "table")).decode("utf-8", errors="replace")
+    text = read_regular_bytes(member(root, "labels.csv", "table"), 256 * 2**20).decode("utf-8", errors="replace")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not {"filename", "label"} <= set(reader.fieldnames or []):
         raise ValueError(f"{labels_csv}: expected columns filename,label, got {reader.fieldnames}")
@@ -127,13 +127,16 @@ def import_poison(source: str | Path, clean: ArrayDataset, threat: ThreatModel, 
         poisoned = read_png_folder(src, clean)
         kind = "png-folder"
     elif src.suffix == ".npy":
-        try:
-            with open_regular(src) as f:
-                noise = np.load(f, allow_pickle=False).astype(np.float32)
-        except UnsafeFileError:
-            raise
-        except (ValueError, OSError, EOFError) as e:
-            raise ValueError(f"{src}: not a plain .npy array ({e})") from e
+        # the header's shape must account for the file's size (a 64-byte file claiming 10^12 images is refused
+        # before anything is allocated), pickle-free, as for an artifact's own arrays
+        noise = read_npy(src)[0]
+        if noise.dtype.kind not in "fiu":
+            raise ValueError(f"{src}: noise must be numbers (float or int), got dtype {noise.dtype}")
+        noise = noise.astype(np.float32)
+        bad = int(np.size(noise) - np.isfinite(noise).sum())
+        if bad:
+            raise ValueError(f"{src}: the noise holds {bad} non-finite value(s) (NaN or inf); a perturbation must "
+                             "be finite")
         if noise.shape == clean.x.shape:
             poisoned, kind = np.clip(clean.float_x() + noise, 0, 1), "per-sample-noise"
         elif noise.shape == (clean.num_classes, *clean.shape):

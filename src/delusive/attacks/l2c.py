@@ -61,7 +61,7 @@ from torch.func import functional_call
 
 from delusive import runtime
 from delusive.attacks.base import ATTACKS, Attack, CraftResult
-from delusive.attacks.resume import CraftCheckpoint
+from delusive.attacks.resume import STATE, CraftCheckpoint
 from delusive.data import ArrayDataset
 from delusive.models import create_model, load_model, model_hash, model_kind, model_names, save_model
 from delusive.threat import ThreatModel
@@ -328,11 +328,19 @@ class L2C(Attack):
         restored = ckpt.load()
         if restored is not None:
             arrays, state = restored
-            start, slot = int(state["step"]), int(state["slot"])
+            where = Path(work_dir) / STATE  # type: ignore[arg-type]
+            start, slot = state.get("step"), state.get("slot")
+            # a step outside the schedule would silently give another artifact under the same manifest
+            if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= total or slot not in (0, 1):
+                raise ValueError(f"{where}: step {start!r} / slot {slot!r} outside this run's schedule (step 0 to "
+                                 f"{total}, slot 0 or 1); delete it to start crafting afresh")
             f = self._new_classifier(train, seed, start // per_trial, device)
             _init_adam_state(opt)
             names = _slot_names(slot)
-            _unpack(_state_tensors(g, snap, f, opt), arrays[names["f"]], arrays[names["i"]])
+            try:
+                _unpack(_state_tensors(g, snap, f, opt), arrays[names["f"]], arrays[names["i"]])
+            except (KeyError, ValueError) as e:
+                raise ValueError(f"{where}: {e}; delete it to start crafting afresh") from None
             history, train_s_before = list(state["history"]), float(state["train_s"])
             sums = _device_sums(list(state["sums"]), device)
         t0 = time.perf_counter()
@@ -379,13 +387,14 @@ class L2C(Attack):
                           sums=_host_sums(sums), train_s=train_s_before + time.perf_counter() - t0)
             if self.on_step is not None:
                 self.on_step(done)
+        if start < total:  # the trained generator, saved until the artifact is on disk and verified: a full disk
+            slot = 1 - slot  # at generator.pt or images.npy then costs a rerun the generation, not the training
+            fl, it = _pack(_state_tensors(g, snap, f, opt))  # type: ignore[arg-type]
+            names = _slot_names(slot)
+            ckpt.save({names["f"]: fl, names["i"]: it}, step=total, slot=slot, history=history,
+                      sums=_host_sums(sums), train_s=train_s_before + time.perf_counter() - t0)
         history.append(_trial_summary(self.trials - 1, _host_sums(sums)))
         bar.close()
-        ckpt.clear()
-        if work_dir is not None:  # the other slot of an earlier, interrupted process
-            for s in (0, 1):
-                for name in _slot_names(s).values():
-                    (Path(work_dir) / f"craft_{name}.npy").unlink(missing_ok=True)
         g.eval()
         meta = {"kind": "l2c-generator", "train_config": self.train_config(), "seed": seed,
                 **({"precision": precision} if precision != "fp32" else {}),

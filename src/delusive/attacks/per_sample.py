@@ -64,7 +64,8 @@ class _PerSample(Attack):
                 if ckpt.due() and stop < n:
                     ckpt.save({"partial": out[:stop]}, done=stop)
         bar.close()
-        ckpt.clear()
+        # the checkpoint stays until the artifact is written and verified (make_poison clears it): a failure
+        # while writing costs a rerun only the batches after the last checkpoint
         return CraftResult(out)
 
 

@@ -3,7 +3,9 @@
 The checkpoint lives in the artifact's output folder, beside whatever else the user keeps there, so it
 touches only its own files: ``craft_state.json`` and one ``craft_<name>.npy`` per array it saved, where
 ``<name>`` is a plain identifier. Clearing removes exactly those files and nothing else; loading reads them
-as regular files of that folder (never a FIFO, device or a symlink out of it).
+as regular files of that folder (never a FIFO, device or a symlink out of it). Attacks leave their checkpoint
+in place when they finish: :func:`clear_craft_state` removes it once the artifact it led to is written and
+verified (``experiments.poisoning.make_poison``), so no failure in between loses the work.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from delusive.utils import atomic_write_bytes, atomic_write_json
-from delusive.utils.io import parse_json
+from delusive.utils.io import JSON_MAX_BYTES, parse_json
 from delusive.utils.safefile import member, open_regular, read_regular_bytes
 
 STATE = "craft_state.json"
@@ -49,7 +51,7 @@ class CraftCheckpoint:
         path = self.dir / STATE
         if not path.exists():
             return None
-        state = parse_json(read_regular_bytes(member(self.dir, STATE, "crafting checkpoint")), path)
+        state = parse_json(read_regular_bytes(member(self.dir, STATE, "crafting checkpoint"), JSON_MAX_BYTES), path)
         if not isinstance(state, dict) or not isinstance(state.get("arrays"), list):
             raise ValueError(f"{path}: not a crafting checkpoint (expected an object with an 'arrays' list); "
                              "delete it to start crafting afresh")
@@ -97,7 +99,10 @@ class CraftCheckpoint:
         self._last = time.monotonic()
 
     def clear(self) -> None:
-        """Remove the checkpoint's own files (those this object wrote and those its state file lists)."""
+        """Remove the checkpoint's own files (those this object wrote and those its state file lists).
+
+        Attacks do not call this when they finish: :func:`clear_craft_state` removes the checkpoint once the
+        artifact it led to is complete and verified on disk, so no failure in between loses the work."""
         if self.dir is None:
             return
         ours = set(self._written)
@@ -110,3 +115,18 @@ class CraftCheckpoint:
         for file in sorted(ours, key=lambda f: f == STATE):  # the state file last: it names the arrays
             (self.dir / file).unlink(missing_ok=True)
         self._written.clear()
+
+
+_ARRAY_FILE = re.compile(r"craft_[A-Za-z0-9_]{1,64}\.npy")
+
+
+def clear_craft_state(work_dir: str | Path) -> None:
+    """Remove every crafting-checkpoint file of ``work_dir``: ``craft_state.json`` and the ``craft_<name>.npy``
+    arrays (those it lists and those of older slots). Called once the artifact is written and verified."""
+    d = Path(work_dir)
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if _ARRAY_FILE.fullmatch(p.name) and not p.is_dir():
+            p.unlink(missing_ok=True)
+    (d / STATE).unlink(missing_ok=True)  # last: it names the arrays

@@ -108,7 +108,7 @@ class _Universal(Attack):
             deltas = universal_class_deltas(model, x_all, train.num_classes, threat, self.iterations,
                                             self.batch_size, self.rel_step_size, seed, ckpt, f"craft {self.name}",
                                             precision)
-            ckpt.clear()
+            # the checkpoint stays until the artifact is written and verified (make_poison clears it)
             if len(_MEMO) >= 8:
                 _MEMO.pop(next(iter(_MEMO)))
             _MEMO[memo_key] = deltas

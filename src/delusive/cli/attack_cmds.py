@@ -28,6 +28,7 @@ from delusive.cli.common import (
     parse_params,
     positive_int,
     resolve_budget,
+    seed_int,
 )
 from delusive.experiments.poisoning import clean_dataset_of, clean_training_set, make_poison
 from delusive.models import DEFAULT_MODEL, classifier_names
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--norm", choices=NORMS, default=None, help="attack threat model (default per dataset)")
     p.add_argument("--eps", type=fraction_text("--eps"), default=None, help="attack budget, e.g. 1.0 or 8/255")
     p.add_argument("--out", required=True, help="artifact directory (resumes an interrupted crafting run)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--storage", choices=("auto", *STORAGES), default="auto",
                    help="auto (default): float32 for l2 budgets (uint8 would shrink them), uint8 with δ rounded toward "
                    "zero in 1/255 steps for linf; or force uint8 / float32")
@@ -107,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--storage", choices=("auto", *STORAGES), default="auto",
                    help="auto (default): float32 for l2 budgets, uint8 rounded toward zero for linf")
     i.add_argument("--train-subset", type=positive_int("--train-subset"), default=None)
-    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--seed", type=seed_int, default=0)
     i.add_argument("--out", required=True)
     i.set_defaults(func=run_import)
 
@@ -115,6 +116,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_poison(args: argparse.Namespace) -> int:
     if args.reference_schedule and args.schedule not in ("auto", "reference"):
         raise UsageError(f"--reference-schedule: conflicts with --schedule {args.schedule}; give one of them")
+
+    from delusive.runtime import resolve_device
+
+    try:  # an unavailable device is one clear error before any work, whether or not the attack uses it
+        resolve_device(args.device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     threat = make_threat(*resolve_budget(args.dataset, args.norm, args.eps))
     params = parse_params(args.attack_param, "--attack-param")
     if args.generator is not None:

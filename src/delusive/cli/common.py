@@ -28,6 +28,16 @@ def int_at_least(name: str, minimum: int):  # type: ignore[no-untyped-def]
     return conv
 
 
+def seed_int(text: str) -> int:
+    """An argparse type for ``--seed``: the spec's rule (:func:`delusive.utils.parse.check_seed`), one path."""
+    from delusive.utils.parse import check_seed
+
+    try:
+        return check_seed(int(text), "--seed")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed: expected an integer in [0, 2^63 - 1], got {text!r}") from None
+
+
 def positive_int(name: str):  # type: ignore[no-untyped-def]
     return int_at_least(name, 1)
 
@@ -143,14 +153,14 @@ def resolve_budget(dataset: str, norm: str | None, eps: str | None, option: str 
 def check_budget(norm: str, eps: str, option: str = "--eps") -> None:
     """Refuse budgets that mean nothing (ℓ∞ ε > 1 exceeds the [0, 1] pixel box; any ε ≥ 1e6 overflows the
     float32 arithmetic of the attacks); warn about ε = 0 (robust accuracy then equals natural accuracy)."""
-    import math
     import warnings
 
-    value = parse_fraction(eps, option)
-    if not math.isfinite(value) or value >= 1e6:
-        raise UsageError(f"{option}: {eps} is not a usable budget (must be finite and below 1e6)")
-    if norm == "linf" and value > 1:
-        raise UsageError(f"{option}: {eps} exceeds 1, the whole [0, 1] pixel range of an linf budget")
+    from delusive.utils import parse_budget
+
+    try:
+        value = parse_budget(norm, eps, option)  # the one check a spec's budgets go through too
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if value == 0:
         warnings.warn(f"{option} 0: an empty threat model; robust accuracy equals natural accuracy and "
                       "adversarial training is standard training", stacklevel=2)

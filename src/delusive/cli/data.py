@@ -26,6 +26,7 @@ def check(args: argparse.Namespace) -> int:
     print(f"classes   {ds.num_classes}")
     names = ds.classes or tuple(str(k) for k in range(ds.num_classes))
     for k, (name, count) in enumerate(zip(names, hist, strict=True)):
-        print(f"  {k:>3} {name:<20} {int(count)}")
+        shown = name if name.isprintable() else repr(name)  # a class folder named "x\nimages 9 × fake" forges no line
+        print(f"  {k:>3} {shown:<20} {int(count)}")
     print(f"sha256    {ds.sha256()}")
     return 0

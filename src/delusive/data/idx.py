@@ -8,24 +8,57 @@ labels ``0x00000801`` (N). Every check failure raises :class:`DataError` naming 
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from delusive.data.errors import DataError
+from delusive.utils.safefile import open_regular
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's payload, decompressed when its name ends in ``.gz``."""
+# deflate cannot expand data by more than about 1032:1; a .gz whose header promises more than this many
+# times its own size cannot hold what it promises (a "gzip bomb", or a header that lies)
+_MAX_GZIP_RATIO = 1100
+
+
+def _read_bytes(path: Path, magic: int) -> bytes:
+    """The file's payload (decompressed when its name ends in ``.gz``), read with a bound: the header is read
+    first and at most the size it promises (plus one byte, to detect trailing data) is read after it, so a
+    sparse 40 GiB file or a .gz that inflates to gigabytes is refused by name instead of filling memory."""
+    ndim = magic & 0xFF
+    head_size = 4 + 4 * ndim
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        with open_regular(path) as raw:
+            stored = os.fstat(raw.fileno()).st_size
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
+            head = f.read(head_size)
+            if len(head) < head_size:
+                return head  # _header reports the truncated header
+            sizes = [int.from_bytes(head[i : i + 4], "big") for i in range(4, head_size, 4)]
+            need = head_size + math.prod(sizes)
+            gz = path.suffix == ".gz"
+            limit = stored * _MAX_GZIP_RATIO + 64 if gz else stored
+            if int.from_bytes(head[:4], "big") != magic:
+                return head  # _header names the bad magic number
+            what = "×".join(map(str, sizes)) + (" images" if ndim == 3 else " labels")
+            if need > limit:
+                if gz:
+                    raise DataError(path, f"truncated: a .gz of {stored} bytes, the header promises {need} ({what}), "
+                                    "more than it can inflate to")
+                raise DataError(path, f"truncated: {stored} bytes, the header promises {need} ({what})")
+            if not gz and stored > need:
+                raise DataError(path, f"trailing bytes: {stored} bytes, the header promises {need} ({what})")
+            data = head + f.read(need - head_size + 1)
+            if len(data) > need:
+                raise DataError(path, f"trailing bytes: the stream inflates to more than the {need} bytes the "
+                                f"header promises ({what})")
+            return data
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; a cut-off stream is EOFError
         raise DataError(path, f"cannot read ({type(e).__name__}: {e})") from e
 
@@ -46,7 +79,7 @@ def _header(path: Path, data: bytes, magic: int, kind: str) -> list[int]:
 def read_idx_images(path: str | Path) -> np.ndarray:
     """uint8 images N×1×H×W from an IDX3 file."""
     path = Path(path)
-    data = _read_bytes(path)
+    data = _read_bytes(path, IMAGES_MAGIC)
     n, h, w = _header(path, data, IMAGES_MAGIC, "IDX uint8 images N×H×W")
     need = 16 + n * h * w
     if len(data) != need:
@@ -58,7 +91,7 @@ def read_idx_images(path: str | Path) -> np.ndarray:
 def read_idx_labels(path: str | Path, num_classes: int = 10) -> np.ndarray:
     """int64 labels from an IDX1 file, checked to lie in [0, num_classes)."""
     path = Path(path)
-    data = _read_bytes(path)
+    data = _read_bytes(path, LABELS_MAGIC)
     (n,) = _header(path, data, LABELS_MAGIC, "IDX uint8 labels")
     if len(data) != 8 + n:
         what = "truncated" if len(data) < 8 + n else "trailing bytes"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,12 +38,13 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_types()
         checks = [
             (self.epochs >= 1, "epochs", "an integer >= 1"),
             (self.batch_size >= 1, "batch_size", "an integer >= 1"),
             (self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0"),
             (0 <= self.momentum < 1, "momentum", "in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay", "a number >= 0"),
+            (self.weight_decay >= 0 and math.isfinite(self.weight_decay), "weight_decay", "a finite number >= 0"),
             (self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}"),
             (all(0 < m < 1 for m in self.milestones), "milestones", "fractions in (0, 1)"),
             (0 < self.gamma <= 1, "gamma", "in (0, 1]"),
@@ -54,6 +56,27 @@ class TrainConfig:
         for ok, name, allowed in checks:
             if not ok:
                 raise ValueError(f"{name}: must be {allowed}, got {getattr(self, name)!r}")
+
+    def _check_types(self) -> None:
+        """Integers where the CLI takes integers, numbers where it takes numbers, whether the value came from an
+        option or a spec (one validation path). YAML 1.1 reads ``1e-3`` (no dot) as text: such a numeric text
+        is taken as the number it spells, as ``--lr 1e-3`` is."""
+        for name in ("epochs", "batch_size", "seed", "crop_padding"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"{name}: must be an integer, got {v!r}")
+        for name in ("lr", "momentum", "weight_decay", "gamma"):
+            v = getattr(self, name)
+            if isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    raise ValueError(f"{name}: must be a number, got {getattr(self, name)!r}") from None
+                object.__setattr__(self, name, v)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ValueError(f"{name}: must be a number, got {v!r}")
+        if not all(isinstance(m, numbers.Real) and not isinstance(m, bool) for m in self.milestones):
+            raise ValueError(f"milestones: must be fractions in (0, 1), got {self.milestones!r}")
 
     def lr_at(self, progress: float, step: float = 0.0) -> float:
         """Learning rate at ``progress`` ∈ [0, 1) of training: the schedule, times the linear warm-up factor

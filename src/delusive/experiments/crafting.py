@@ -50,9 +50,10 @@ def get_crafting_model(train: ArrayDataset, arch: str, cfg: TrainConfig, cache_d
     if path.exists() and path.with_suffix(".json").exists():
         model, meta = load_model(path)
         if (d / "metrics.json").exists():  # how long the cached model took to train (Table 1's cost)
-            import json
+            from delusive.utils import read_json
 
-            meta = {**meta, "train_time_s": json.loads((d / "metrics.json").read_text()).get("train_time_s")}
+            recorded = read_json(d / "metrics.json")
+            meta = {**meta, "train_time_s": recorded.get("train_time_s") if isinstance(recorded, dict) else None}
     else:
         plan = EvalPlan(val_size=int(val_size), select="val_natural" if val_size else "last")
         opts = RunOptions(device=device, deterministic=deterministic)
@@ -67,6 +68,12 @@ def get_crafting_model(train: ArrayDataset, arch: str, cfg: TrainConfig, cache_d
     return model.to(runtime.resolve_device(device)), info
 
 
-def describe_user_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def describe_user_model(path: str | Path, data: ArrayDataset | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """A user's crafting model (``--crafting-model``) and its description; with ``data``, refused up front when
+    its input shape or class count differs from the data's (naming both), instead of failing inside torch."""
     model, meta = load_model(path)
+    if data is not None:
+        from delusive.evaluation.fit import check_model_fits_data
+
+        check_model_fits_data(meta, data, path, "--dataset")
     return model, {"arch": meta["arch"], "sha256": model_hash(model), "path": str(path)}

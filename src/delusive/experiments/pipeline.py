@@ -17,7 +17,6 @@ FAB-T and Square), always in fp32, and records its ``eval_spec``.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -35,7 +34,8 @@ from delusive.evaluation import evaluate, natural_accuracy, predict, robust_pred
 from delusive.evaluation.attacks import ATTACK_NAMES
 from delusive.models import create_model, load_checkpoint, save_checkpoint, save_model
 from delusive.threat import ThreatModel, make_threat
-from delusive.utils import atomic_write_json
+from delusive.utils import atomic_write_json, read_json
+from delusive.utils.safefile import UnsafeFileError
 
 SELECTIONS = ("auto", "val_natural", "val_robust", "last")
 BEST = "best.pt"
@@ -286,7 +286,9 @@ def _read_best(path: Path) -> dict[str, Any] | None:
     if not (path.exists() and meta.exists()):
         return None
     try:
-        d = json.loads(meta.read_text(encoding="utf-8"))
+        d = read_json(meta)  # a FIFO or /dev/zero in its place is refused by name (UnsafeFileError), not read
         return {"epoch": int(d["epoch"]), "score": float(d["score"])}
+    except UnsafeFileError:
+        raise
     except (ValueError, KeyError, TypeError):
         return None

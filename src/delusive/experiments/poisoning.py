@@ -12,8 +12,17 @@ import numpy as np
 from torch import nn
 
 from delusive import runtime
-from delusive.attacks import ATTACKS, PoisonArtifact, build_artifact, create_attack, save_artifact
+from delusive.attacks import (
+    ATTACKS,
+    PoisonArtifact,
+    build_artifact,
+    create_attack,
+    load_artifact,
+    save_artifact,
+    verify_artifact,
+)
 from delusive.attacks.defaults import default_attack_params, resolve_schedule
+from delusive.attacks.resume import clear_craft_state
 from delusive.data import ArrayDataset, holdout_split, load_dataset
 from delusive.experiments.crafting import crafting_config, describe_user_model, get_crafting_model
 from delusive.threat import ThreatModel
@@ -174,7 +183,7 @@ def make_poison(
         if model is not None:
             info = model_info or {}
         elif crafting_model is not None:
-            model, info = describe_user_model(crafting_model)
+            model, info = describe_user_model(crafting_model, train)
         else:
             model, info = get_crafting_model(train, crafting_arch, crafting_config(seed, crafting_epochs), cache_dir,
                                              device=device, deterministic=deterministic)
@@ -208,6 +217,12 @@ def make_poison(
     timing["generate_time_s"] = float(result.timing.get("generate_s", craft_time - result.timing.get(
         "train_generator_s", 0.0)))
     atomic_write_json(out / "timing.json", timing)
+    # only now, with every file written, may the crafting checkpoint go: read the artifact back and verify it
+    report = verify_artifact(load_artifact(out), train)
+    if not report.ok:
+        raise ValueError(f"{out}: the artifact just written fails verification ({'; '.join(report.problems)}); "
+                         "the crafting checkpoint is kept: rerun the same command")
+    clear_craft_state(out)
     return art
 
 

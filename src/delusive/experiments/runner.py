@@ -28,7 +28,7 @@ from delusive.experiments.poisoning import (
 from delusive.experiments.spec import Cell, Spec, build_objective, eval_plan, expand, train_config
 from delusive.experiments.store import RunStore, git_commit
 from delusive.threat import Masked, half_mask, make_threat
-from delusive.utils import atomic_write_json, stable_json
+from delusive.utils import atomic_write_json, read_json, stable_json
 
 
 def _log(msg: str) -> None:
@@ -61,7 +61,8 @@ def ensure_poison(cell: Cell, spec: Spec, store: RunStore) -> tuple[ArrayDataset
     if not report.ok:
         raise ValueError(f"{d}: cached artifact fails verification ({'; '.join(report.problems)}); delete it to "
                          "re-craft")
-    timing = json.loads((d / "timing.json").read_text()) if (d / "timing.json").exists() else {}
+    timing = read_json(d / "timing.json") if (d / "timing.json").exists() else {}  # regular file, size-bounded
+    timing = timing if isinstance(timing, dict) else {}
     meta = {"attack": cell.attack, "artifact": str(d.relative_to(store.root)),
             "payload_sha256": art.manifest["payload_sha256"], "norm_stats": art.manifest["norm_stats"],
             "crafting_model": art.manifest["crafting_model"], "craft_time_s": timing.get("craft_time_s"),

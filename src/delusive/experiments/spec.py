@@ -12,13 +12,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from delusive.data import dataset_info
 from delusive.defenses.config import TrainConfig
 from delusive.defenses.recipe import resolve_recipe
-from delusive.utils import config_hash, parse_fraction
-from delusive.utils.safefile import read_regular_bytes
+from delusive.utils import config_hash, parse_budget, parse_fraction
+from delusive.utils.parse import check_seed
+from delusive.utils.safefile import UnsafeFileError
+from delusive.utils.safeyaml import load_yaml_file, load_yaml_text
 
 TOP_KEYS = {"name", "description", "datasets", "data_root", "train_subset", "attacks", "attack_budget",
             "attack_params", "reference_schedule", "storage", "crafting", "defenses", "models", "train", "eval",
@@ -27,7 +27,7 @@ TOP_KEYS = {"name", "description", "datasets", "data_root", "train_subset", "att
 DEFENSE_KEYS = {"name", "label", "norm", "eps", "params", "region"}
 REGIONS = ("top", "bottom", "left", "right")
 BUDGET_KEYS = {"norm", "eps"}
-RESOURCE_KEYS = {"cpus_per_cell", "gpus_per_cell"}
+RESOURCE_KEYS = {"cpus_per_cell", "gpus_per_cell", "memory_gb_per_cell"}
 CRAFTING_KEYS = {"arch", "epochs", "train", "val_size"}
 TRAIN_KEYS = {"epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
               "crop_padding", "hflip", "precision", "eps_ramp", "lr_warmup"}
@@ -154,7 +154,7 @@ def _budget(obj: Any, where: str) -> dict[str, str]:
     if b["norm"] not in ("linf", "l2"):
         raise SpecError(f"{where}.norm: expected linf or l2, got {b['norm']!r}")
     try:
-        parse_fraction(b["eps"], f"{where}.eps")
+        parse_budget(b["norm"], b["eps"], f"{where}.eps")  # the CLI's check (finite, < 1e6, linf <= 1)
     except ValueError as e:
         raise SpecError(str(e)) from None
     return {"norm": str(b["norm"]), "eps": str(b["eps"])}
@@ -205,8 +205,11 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
         if m not in classifier_names():
             raise SpecError(f"{source}.models: unknown model {m!r}; expected one of {', '.join(classifier_names())}")
     seeds = _list(d.get("seeds", [0]), f"{source}.seeds")
-    if not all(isinstance(s, int) for s in seeds):
-        raise SpecError(f"{source}.seeds: expected integers, got {seeds}")
+    for s in seeds:
+        try:
+            check_seed(s, f"{source}.seeds")
+        except ValueError as e:
+            raise SpecError(str(e)) from None
     attack_params = _check_keys(d.get("attack_params", {}), set(attack_names()), f"{source}.attack_params")
     storage = d.get("storage", "auto")
     if storage not in ("auto", "uint8", "float32"):
@@ -220,6 +223,10 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
     crafting = dict(_check_keys(d.get("crafting", {}), CRAFTING_KEYS, f"{source}.crafting"))
     if "train" in crafting:
         _check_keys(crafting["train"], TRAIN_KEYS, f"{source}.crafting.train")
+    for key, low in (("epochs", 1), ("val_size", 0)):  # as --crafting-epochs (0 must not mean "the default")
+        v = crafting.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise SpecError(f"{source}.crafting.{key}: must be an integer >= {low}, got {v!r}")
     extra_clean = [] if d.get("extra_clean") is None else _list(d["extra_clean"], f"{source}.extra_clean")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in extra_clean):
         raise SpecError(f"{source}.extra_clean: expected counts (integers >= 0), got {extra_clean}")
@@ -230,7 +237,8 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
     device = str(d.get("device", "auto"))
     resources = dict(_check_keys(d.get("resources", {}), RESOURCE_KEYS, f"{source}.resources"))
     for k, v in resources.items():
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (k == "cpus_per_cell" and v == 0):
+        if (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e9
+                or (k == "cpus_per_cell" and v == 0)):
             raise SpecError(f"{source}.resources.{k}: expected a number >= 0 (cpus_per_cell > 0), got {v!r}")
     if not isinstance(d.get("compile", False), bool):
         raise SpecError(f"{source}.compile: expected true or false, got {d.get('compile')!r}")
@@ -302,15 +310,35 @@ def _validate_components(spec: Spec, source: str) -> None:
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}: {e}") from None
     try:
-        eval_plan(spec)
+        plan = eval_plan(spec)
     except (ValueError, TypeError) as e:
         raise SpecError(f"{source}.{e}" if str(e).startswith("eval") else f"{source}.eval: {e}") from None
-    if spec.crafting.get("train"):
+    from delusive.evaluation.fit import check_eval_attack
 
-        try:
-            crafting_train_config(spec, 0)
-        except (ValueError, TypeError) as e:
-            raise SpecError(f"{source}.crafting.train: {e}") from None
+    for dataset in spec.datasets:  # an attack the dataset's class count cannot run: refused before training
+        n = dataset_info(dataset).num_classes
+        for option, attack in ((f"{source}.eval.attack", plan.attack), (f"{source}.eval.epoch_attack",
+                                                                         plan.epoch_attack)):
+            if n:  # 0: a folder dataset not read yet (its loader says what is wrong with it)
+                try:
+                    check_eval_attack(attack, n, option, dataset)
+                except ValueError as e:
+                    raise SpecError(str(e)) from None
+    try:  # always: crafting.epochs alone must be checked too
+        crafting_train_config(spec, 0)
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"{source}.crafting{'.train' if spec.crafting.get('train') else ''}: {e}") from None
+    from delusive.attacks import create_attack
+    from delusive.attacks.defaults import default_attack_params
+
+    for attack in spec.attacks:  # attack parameters are checked as --attack-param's are, before any crafting
+        for dataset in spec.datasets:
+            params = {**default_attack_params(attack, dataset, spec.reference_schedule),
+                      **spec.attack_params.get(attack, {})}
+            try:
+                create_attack(attack, **params)
+            except (ValueError, TypeError) as e:
+                raise SpecError(f"{source}.attack_params.{attack}: {e}") from None
 
 
 def _known(dataset: str) -> bool:
@@ -346,9 +374,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
         if isinstance(node, list):
             raise SpecError(f"--set {item}: give a list index, e.g. defenses.1.eps")
         try:
-            node[keys[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise SpecError(f"--set {item}: value is not valid YAML ({e})") from None
+            node[keys[-1]] = load_yaml_text(raw, f"--set {item}")  # no aliases, as in a spec file
+        except ValueError as e:
+            raise SpecError(str(e).replace(": not valid YAML", ": value is not valid YAML", 1)) from None
     return out
 
 
@@ -357,9 +385,11 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     if not p.exists():
         raise SpecError(f"{p}: no such spec file")
     try:
-        data = yaml.safe_load(read_regular_bytes(p).decode("utf-8"))  # a FIFO or device would hang a read
-    except yaml.YAMLError as e:
-        raise SpecError(f"{p}: not valid YAML ({e})") from None
+        data = load_yaml_file(p)  # a regular file (a FIFO would hang a read) of bounded size, no aliases
+    except UnsafeFileError:
+        raise
+    except ValueError as e:
+        raise SpecError(str(e)) from None
     return parse_spec(apply_overrides(data, overrides), str(p))
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from delusive.utils import atomic_write_json, config_hash, read_json
+from delusive.utils.safefile import read_regular_bytes
 
 
 def git_commit() -> str | None:
@@ -113,7 +114,8 @@ class RunStore:
         p = self.lock_dir / f"{kind}-{key}.log"
         if not p.exists():
             return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        text = read_regular_bytes(p, 64 * 2**20).decode("utf-8", errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def records(self, current_only: bool = True) -> list[dict[str, Any]]:
         """Finished cells' records: by default only those of the latest sweep in this directory (cells.json),

@@ -8,6 +8,7 @@ image.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -20,6 +21,11 @@ ModelFactory = Callable[[int, int, ImageSize], nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")
 DEFAULT_MODEL = "small-cnn"
 MIN_SIDE = 8
+# sizes beyond any dataset a model here is built for: a model.json claiming more is refused before a byte is
+# allocated (10^10 classes would ask for terabytes of weights)
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 64
+MAX_SIDE = 4096
 CLASSIFIER = "classifier"
 _KINDS: dict[str, str] = {}
 
@@ -67,6 +73,8 @@ def as_image_size(image_size: int | Sequence[int]) -> ImageSize:
     h, w = int(hw[0]), int(hw[1])  # type: ignore[call-overload]
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"image_size: every side must be >= {MIN_SIDE}, got {h}×{w}")
+    if max(h, w) > MAX_SIDE:
+        raise ValueError(f"image_size: every side must be <= {MAX_SIDE}, got {h}×{w}")
     return h, w
 
 
@@ -85,10 +93,10 @@ def create_model(
     channels-last layout; move it with ``runtime.prepare_model``.
     """
     factory = MODELS.get(name)
-    if num_classes < 2:
-        raise ValueError(f"num_classes: must be >= 2, got {num_classes}")
-    if in_channels < 1:
-        raise ValueError(f"in_channels: must be >= 1, got {in_channels}")
+    for key, value, low, high in (("num_classes", num_classes, 2, MAX_CLASSES),
+                                  ("in_channels", in_channels, 1, MAX_CHANNELS)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+            raise ValueError(f"{key}: must be an integer in [{low}, {high}], got {value!r}")
     hw = as_image_size(image_size)
     if seed is None:
         model = factory(num_classes, in_channels, hw)

@@ -8,7 +8,7 @@ from delusive.utils.io import (
     atomic_write_text,
     read_json,
 )
-from delusive.utils.parse import parse_fraction
+from delusive.utils.parse import parse_budget, parse_fraction
 from delusive.utils.progress import progress
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "config_hash",
+    "parse_budget",
     "parse_fraction",
     "progress",
     "read_json",

@@ -36,7 +36,10 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on clean exit fsync it and rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the file the user asked for, not the temporary name it would have had
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         perms = 0o666 & ~current_umask()
         if hasattr(os, "fchmod"):
@@ -84,6 +87,10 @@ def parse_json(data: bytes | str, source: str | Path) -> Any:
         raise ValueError(f"{source}: invalid JSON (nested too deeply)") from None
 
 
-def read_json(path: str | Path) -> Any:
-    """Parse a JSON file (a regular file only: a FIFO or device is refused rather than read forever)."""
-    return parse_json(read_regular_bytes(path), path)
+JSON_MAX_BYTES = 64 * 2**20  # records (config, metrics, model descriptions) are kilobytes; 64 MiB is absurd
+
+
+def read_json(path: str | Path, max_bytes: int = JSON_MAX_BYTES) -> Any:
+    """Parse a JSON file: a regular file only (a FIFO or device is refused rather than read forever) of at
+    most ``max_bytes`` (a record swapped for a huge file is refused before it fills memory)."""
+    return parse_json(read_regular_bytes(path, max_bytes), path)

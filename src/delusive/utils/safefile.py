@@ -120,7 +120,15 @@ def open_regular(path: str | Path) -> BinaryIO:
         raise
 
 
-def read_regular_bytes(path: str | Path) -> bytes:
-    """The whole content of a regular file (see :func:`open_regular`)."""
+def read_regular_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
+    """The whole content of a regular file (see :func:`open_regular`), refused by name when it is larger
+    than ``max_bytes`` (a small record such as ``config.json`` swapped for a huge file must not fill memory)."""
     with open_regular(path) as f:
-        return f.read()
+        if max_bytes is None:
+            return f.read()
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(max_bytes + 1) if size <= max_bytes else b""
+        if size > max_bytes or len(data) > max_bytes:
+            raise UnsafeFileError(path, f"{max(size, len(data))} bytes, more than the {max_bytes} bytes such a "
+                                  "file may hold")
+        return data

@@ -26,6 +26,64 @@ from delusive.experiments.spec import Spec
 from delusive.experiments.store import RunStore
 
 PROGRESS_EVERY_S = 30.0
+CONNECT_TIMEOUT_S = 10.0  # a TCP connection to the cluster's head (GCS) port, before Ray is asked to connect
+# a cluster that adds nodes on demand (an autoscaler) may satisfy a request no current node can: this skips the
+# check that every cell's request fits on some node of the cluster as it is now
+SKIP_RESOURCE_CHECK = "DELUSIVE_RAY_SKIP_RESOURCE_CHECK"
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a ``host:port`` or ``ray://host:port`` address; None for ``auto``/``local``."""
+    text = address.strip()
+    if text in ("auto", "local", ""):
+        return None
+    text = text.split("://", 1)[1] if "://" in text else text
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"--ray-address {address}: expected HOST:PORT (e.g. 10.0.0.1:6379), ray://HOST:PORT or auto")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"--ray-address {address}: port {port} is not in 1..65535")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse, within ``timeout`` seconds, a cluster address where nothing accepts a connection.
+
+    Ray itself retries the connection to its GCS for ever (and ignores SIGTERM meanwhile), so a mistyped
+    address must be caught before ``ray.init`` is called.
+    """
+    import socket
+
+    hp = None if address is None else _host_port(address)
+    if hp is None:
+        return
+    try:
+        with socket.create_connection(hp, timeout=timeout):
+            pass
+    except OSError as e:
+        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
+        raise ValueError(f"--ray-address {address}: no Ray cluster answers there ({why}); start one with "
+                         "`ray start --head` and give the address it prints, or leave --ray-address out to run "
+                         "a local one") from None
+
+
+def check_resources(nodes: list[dict[str, Any]], resources: dict[str, float], where: str) -> None:
+    """Refuse a per-cell request that no live node of the cluster can ever satisfy, naming the resource.
+
+    Ray would otherwise keep such tasks pending for ever ("0 done, 0 running"). ``nodes`` is ``ray.nodes()``;
+    a task runs on one node, so the request is compared with the largest node, not the cluster's sum.
+    """
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    asks = (("gpus_per_cell", "GPU", "GPU(s)", 1.0), ("cpus_per_cell", "CPU", "CPU(s)", 1.0),
+            ("memory_gb_per_cell", "memory", "GB of memory", 2.0**30))
+    for key, ray_key, unit, scale in asks:
+        want = float(resources.get(key, 1.0 if key == "cpus_per_cell" else 0.0))
+        have = max((float(r.get(ray_key, 0.0)) / scale for r in alive), default=0.0)
+        if want > have + 1e-9:
+            where_has = where if len(alive) == 1 else f"the largest of the {len(alive)} live nodes of {where}"
+            raise ValueError(f"resources.{key}: each cell asks for {want:g} {unit}, but {where_has} has {have:g}; "
+                             f"lower it, or add a node that has them (a cluster that adds nodes on demand: set "
+                             f"{SKIP_RESOURCE_CHECK}=1)")
 
 
 def import_ray() -> Any:
@@ -67,6 +125,7 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, max_retries: int = 1) -> None:
+        check_reachable(address)  # before any work: a mistyped address must not hang the sweep
         self.address = address
         self.max_retries = int(max_retries)
 
@@ -76,14 +135,29 @@ class RayExecutor:
         kw: dict[str, Any] = {"runtime_env": runtime_env(), "log_to_driver": False}
         if self.address is None:
             kw["include_dashboard"] = False
+        # ray.init has no timeout of its own, and it must run in the main thread (its signal handlers): a dead
+        # address is refused before this by check_reachable; a live one answers
         ray.init(address=self.address, **kw)
 
     def run(self, units: list[Unit], spec: Spec, store: RunStore, log: Callable[[str], None] = _log) -> list[str]:
         """Submit every unit, show progress until all are settled, and return the failed cells' ids."""
         ray = import_ray()
+        asked = task_resources(spec)
+        res = {**spec.resources, "cpus_per_cell": asked["num_cpus"], "gpus_per_cell": asked["num_gpus"]}
+        if self.address is None and not ray.is_initialized() and not os.environ.get(SKIP_RESOURCE_CHECK):
+            check_resources([_this_machine()], res, "this machine (a local Ray cluster)")  # before Ray starts
         self._init(ray)
-        task = ray.remote(execute_unit).options(**task_resources(spec), max_retries=self.max_retries,
-                                                retry_exceptions=False)
+        if not os.environ.get(SKIP_RESOURCE_CHECK):
+            try:
+                check_resources(ray.nodes(), res, f"the Ray cluster at {self.address or '(local)'}")
+            except ValueError:
+                ray.shutdown()  # now, while the cluster is up (at interpreter exit it can wait a minute)
+                raise
+        opts: dict[str, Any] = {}
+        if res.get("memory_gb_per_cell"):
+            opts["memory"] = int(float(res["memory_gb_per_cell"]) * 2**30)
+        task = ray.remote(execute_unit).options(**asked, max_retries=self.max_retries, retry_exceptions=False,
+                                                **opts)
         root = str(store.root.resolve())
         refs: dict[str, Any] = {}
         for unit in units:  # dependencies first, so their refs exist
@@ -117,6 +191,15 @@ class RayExecutor:
             if unit.kind == "cell":
                 log(f"    failed: {describe(unit)}: {why}")
         return [u.key for u, _ in failed if u.kind == "cell"]
+
+
+def _this_machine() -> dict[str, Any]:
+    """What a local Ray cluster would offer, as a ``ray.nodes()`` entry: this machine's CPUs, GPUs, memory."""
+    import torch
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else float("inf")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return {"Alive": True, "Resources": {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus), "memory": mem}}
 
 
 def _first_line(e: BaseException) -> str:
