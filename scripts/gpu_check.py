@@ -15,7 +15,7 @@ It measures, in this order, writing everything under one folder (``--out``, else
 
 ``--device cpu --small`` shrinks every size so the whole check runs on a 2-core CPU in under three minutes;
 the default test suite runs it so the script cannot rot. A bad device, a missing GPU or an output path that
-is a file is one line ``gpu_check: error: ...`` and exit status 1, before any work.
+is a file is one line ``gpu-check: error: ...`` and exit status 2, before any work.
 """
 
 from __future__ import annotations
@@ -390,8 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         device = runtime.resolve_device(args.device)
         out = output_dir(args.out)
     except (ValueError, CheckError) as e:
-        print(f"gpu_check: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
+        print(f"gpu-check: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     return run_check(args, device, out)
 
 

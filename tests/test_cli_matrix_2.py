@@ -292,9 +292,12 @@ CASES = [
     C("E.23", [*TRAIN, "--dataset", "folder:f/two", "--eval-attack", "apgd-t", "--out", "o/two"], 1,
       r"--eval-attack apgd-t: needs at least 4 classes .* the dataset has 2", absent=("o/two",),
       setup=image_folder("two", classes=2, splits=True), verdict="NOTE"),
-    C("x.eval-fits", ["eval", "o/base", *EVAL], 0, r"robust accuracy by pgd", setup=BASE, verdict="extra"),
-    C("x.eval-class-names", ["eval", "o/named", *EVAL, "--dataset", "folder:f/ten", "--split", "train"], 0,
-      r"robust accuracy by pgd", warns=r"the model's classes \(t0, t1, t2, t3, …\) are not --dataset folder:f/ten's",
+    C("x.eval-fits", ["eval", "o/base", *EVAL], 0, r"robust .*pgd-1", setup=BASE, verdict="extra"),
+    # same class count, other class names: refused (scoring labels against the wrong names gives a number that
+    # means nothing; docs/reliability.md)
+    C("x.eval-class-names", ["eval", "o/named", *EVAL, "--dataset", "folder:f/ten", "--split", "train"], 1,
+      r"--dataset folder:f/ten: its classes \(.*\) are not the model's \(t0, t1, t2",
+      warns=r"the model's classes \(t0, t1, t2, t3, …\) are not --dataset folder:f/ten's",
       setup=_after(model_copy("named", _model_json(class_names=[f"t{k}" for k in range(10)])),
                    image_folder("ten", classes=10)), verdict="extra"),
     C("x.craft-model-shape", ["poison", "--attack", "P1", "--dataset", "folder:f/rgb32", "--device", "cpu",
@@ -375,7 +378,7 @@ CASES = [
     C("L.21", [*L2C, "--attack-param", "trials=abc", "--out", "art/l2c_abc"], 1,
       r"attack 'L2C': trials must be an integer, got 'abc'", absent=("art/l2c_abc",), verdict="NOTE"),
     C("L.22", [*L2C, "--attack-param", "classifier_lr=1e30", "--out", "art/l2c_diverge"], 1,
-      r"^delusive: error: L2C: a loss became non-finite at step 1 of 2 .*; lower generator_lr or classifier_lr$",
+      r"^delusive: error: L2C: a loss became non-finite by step \d+ of 2 .*; lower generator_lr or classifier_lr$",
       verdict="BAD"),
     C("F.01", [*L2C, "--out", "art/l2c"], 1,
       r"^delusive: error: art/l2c/generator\.pt: no space left on device \(free some space, then rerun the same "

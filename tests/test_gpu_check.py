@@ -83,16 +83,16 @@ def test_bad_device_is_one_line_without_traceback(args, env, needle):
     if "cuda:7" in args and torch.cuda.device_count() > 7:
         pytest.skip("this machine has 8 GPUs")
     proc = _run(*args, env=env, timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gpu_check: error:") and needle in lines[0], proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("gpu-check: error:") and needle in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
 def test_default_cuda_without_a_gpu_is_one_line():  # G.01
     proc = _run(timeout=120)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "sees no CUDA device" in lines[0], proc.stderr
 
@@ -101,7 +101,7 @@ def test_output_path_that_is_a_file_is_refused_before_any_work(tmp_path):  # G.0
     target = tmp_path / "gpu_out_file"
     target.write_text("keep me")
     proc = _run("--device", "cpu", "--small", "--skip-tests", env={"OUT": str(target)}, timeout=120)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stdout == ""
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "not a directory" in lines[0], proc.stderr
     assert target.read_text() == "keep me"
