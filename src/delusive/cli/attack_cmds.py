@@ -22,7 +22,8 @@ from delusive.threat import NORMS, make_threat
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("poison", help="craft a delusive poison (P1-P5) and write a verified artifact")
+    p = sub.add_parser("poison", help="craft a delusive poison (P1-P5, L2C, EM, REM, TAP, SEP, AR, LSP, OPS, CUDA) "
+                       "and write a verified artifact")
     p.add_argument("--attack", required=True, choices=attack_names())
     p.add_argument("--dataset", required=True)
     p.add_argument("--data-root", default=None)
@@ -84,7 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_poison(args: argparse.Namespace) -> int:
-    threat = make_threat(*resolve_budget(args.dataset, args.norm, args.eps))
+    # no --norm/--eps: the attack's own default budget (AR, LSP, OPS, CUDA, EM, ...) or the dataset's
+    threat = (None if args.norm is None and args.eps is None
+              else make_threat(*resolve_budget(args.dataset, args.norm, args.eps)))
     params = parse_params(args.attack_param, "--attack-param")
     if args.generator is not None:
         if args.attack != "L2C":
@@ -101,6 +104,7 @@ def run_poison(args: argparse.Namespace) -> int:
             raise
         raise UsageError(str(e)) from None
     st = art.manifest["norm_stats"]
+    threat = art.threat()
     print(f"wrote {args.out}: {art.manifest['num_examples']} images, {art.manifest['attack']} "
           f"{threat.norm_name} eps={threat.eps_text}, realised norm min/mean/max "
           f"{st['min']:.4g}/{st['mean']:.4g}/{st['max']:.4g}, payload sha256 {art.manifest['payload_sha256'][:16]}…")

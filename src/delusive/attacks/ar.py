@@ -1,0 +1,98 @@
+"""Autoregressive perturbations, AR (Sandoval-Segura, Singla, Geiping, Goldblum, Goldstein and Jacobs, NeurIPS
+2022, "Autoregressive Perturbations for Data Poisoning"; official code psandovalsegura/autoregressive-poisoning).
+
+Every class k owns an AR process: per channel c, eight coefficients a_{k,c} on the causal 3×3 window (the
+window's bottom-right entry, the pixel being generated, has none), drawn N(0, 1) and normalised to sum to 1
+(the authors' choice, for stability). An image of class k gets its own sample of its class's process: start
+from Gaussian noise on an (H + crop)×(W + crop) grid, then in raster order set every pixel (i, j) with i, j ≥ 2
+
+    z[c, i, j] = Σ_{(u, v) ∈ 3×3 window ending at (i, j), (u, v) ≠ (i, j)} a_{k,c}[u, v] · z[c, i − 2 + u, j − 2 + v],
+
+drop the first ``crop`` rows and columns (so every kept pixel follows the recurrence), and scale the sample to
+norm exactly ε under the threat model (ℓ2 in the paper: ε = 1 on CIFAR-10). No model is needed; a
+convolution with the filter [a, −1] is zero on the noise, which is the shortcut a network picks up. The
+coefficients go into the manifest. The process runs in float64 (its values can grow along the raster).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from delusive import runtime
+from delusive.attacks.base import ATTACKS, Attack, CraftResult
+from delusive.threat import L2Ball, LinfBall, ThreatModel
+from delusive.utils.seeding import derive_seed
+
+WINDOW = 3
+
+
+def ar_coefficients(num_classes: int, channels: int, generator: torch.Generator) -> torch.Tensor:
+    """K×C×3×3 float64 coefficients, the bottom-right entry 0 and each window summing to 1."""
+    a = runtime.randn((num_classes, channels, WINDOW, WINDOW), generator, dtype=torch.float64)
+    a[..., -1, -1] = 0
+    return a / a.sum(dim=(-2, -1), keepdim=True)
+
+
+def ar_samples(coeffs: torch.Tensor, labels: torch.Tensor, size: tuple[int, int], crop: int,
+               generator: torch.Generator) -> torch.Tensor:
+    """One sample of class labels[i]'s process per image: N×C×H×W float64, before any scaling."""
+    n = labels.shape[0]
+    c = coeffs.shape[1]
+    h, w = size[0] + crop, size[1] + crop
+    z = runtime.randn((n, c, h, w), generator, dtype=torch.float64)
+    a = coeffs[labels]  # N×C×3×3
+    for i in range(WINDOW - 1, h):
+        for j in range(WINDOW - 1, w):
+            window = z[:, :, i - 2:i + 1, j - 2:j + 1]
+            z[:, :, i, j] = (window * a).sum(dim=(-2, -1))
+    return z[:, :, crop:, crop:]
+
+
+def recurrence_residual(delta: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
+    """|z[i, j] − Σ a·window| at every generated position (i, j ≥ 2) of each sample: zero for AR noise."""
+    a = coeffs[:, :, :, :].to(delta.dtype)
+    n, c, h, w = delta.shape
+    out = delta.new_zeros((n, c, h - 2, w - 2))
+    for i in range(2, h):
+        for j in range(2, w):
+            out[:, :, i - 2, j - 2] = delta[:, :, i, j] - (delta[:, :, i - 2:i + 1, j - 2:j + 1] * a).sum((-2, -1))
+    return out.abs()
+
+
+def scale_to_budget(z: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
+    """``z`` scaled so every sample has norm exactly ε under ``threat`` (ℓ2 or ℓ∞)."""
+    base = threat
+    if not isinstance(base, L2Ball | LinfBall):
+        raise ValueError(f"needs an l2 or linf budget, got {threat.norm_name}")
+    norms = base.norm(z).clamp_min(1e-300)
+    return z * (threat.eps / norms).reshape(-1, *([1] * (z.dim() - 1)))
+
+
+@ATTACKS.register("AR")
+class AR(Attack):
+    """Class-wise autoregressive noise (Sandoval-Segura et al. 2022); needs no model."""
+
+    name = "AR"
+    needs_model = False
+
+    def __init__(self, crop: int = 4) -> None:
+        if isinstance(crop, bool) or int(crop) != crop or int(crop) < 0:
+            raise ValueError(f"crop: must be a whole number >= 0, got {crop!r}")
+        self.crop = int(crop)
+
+    def perturbations(self, train, threat, seed):  # type: ignore[no-untyped-def]
+        """(δ N×C×H×W float64 at norm ε, coefficients K×C×3×3): the noise before it is added and clipped."""
+        if not isinstance(threat, L2Ball | LinfBall):
+            raise ValueError(f"attack AR: needs an l2 or linf budget, got {threat.norm_name}")
+        c, h, w = train.shape
+        coeffs = ar_coefficients(train.num_classes, c, runtime.generator(derive_seed(seed, "AR", "coefficients")))
+        _, y = train.tensors()
+        z = ar_samples(coeffs, y, (h, w), self.crop, runtime.generator(derive_seed(seed, "AR", "samples")))
+        return scale_to_budget(z, threat), coeffs
+
+    def craft(self, train, threat, model, seed=0, work_dir=None):  # type: ignore[no-untyped-def]
+        delta, coeffs = self.perturbations(train, threat, seed)
+        x, _ = train.tensors()
+        xp = torch.clamp(x.double() + delta, 0.0, 1.0).float().numpy()
+        return CraftResult(np.ascontiguousarray(xp), extra={"ar_coefficients": coeffs.tolist()})
