@@ -327,3 +327,37 @@ def test_poison_and_verify_on_fashion_mnist(attack, tmp_path, monkeypatch, capsy
     m = json.loads((out / "manifest.json").read_text())
     assert m["attack"] == attack and m["num_examples"] == 300
     assert (m["threat"]["norm"], m["threat"]["eps_text"]) == attack_budget(attack, "fashion-mnist", (1, 28, 28))
+
+
+# --- presets ------------------------------------------------------------------------------------------------
+def test_zoo_preset_crafts_every_attack_in_its_own_budget():
+    from delusive.attacks import attack_names
+    from delusive.experiments.spec import expand, load_preset
+
+    cells = expand(load_preset("zoo-fmnist"))
+    assert {c.attack for c in cells} == set(attack_names())
+    assert {c.seed for c in cells} == {0, 1, 2} and {c.defense.label for c in cells} == {"ST", "PGD-AT"}
+    budgets = {c.attack: c.config["poison"]["budget"] for c in cells}
+    assert budgets["OPS"] == {"norm": "l0", "eps": "1"} and budgets["CUDA"] == {"norm": "linf", "eps": "1"}
+    assert budgets["AR"]["norm"] == budgets["LSP"]["norm"] == "l2" and budgets["EM"] == {"norm": "linf", "eps": "0.2"}
+    assert all(c.config["poison"]["crafting"] is not None for c in cells if c.attack == "TAP")
+
+
+def test_apbench_cifar10_preset_smoke_on_fixture_cifar_files(tmp_path):
+    from data_fixtures import write_cifar
+    from delusive.experiments.runner import run_sweep
+    from delusive.experiments.spec import load_preset
+
+    write_cifar(tmp_path, n=8)
+    spec = load_preset("apbench-cifar10", [
+        f"data_root={tmp_path}", "models=[small-cnn]", "seeds=[0]", "attacks=[clean, EM, AR, OPS, CUDA]",
+        "train.epochs=1", "crafting.arch=small-cnn", "crafting.train.epochs=1",
+        "attack_params={EM: {arch: small-cnn, max_rounds: 1, pgd_steps: 1, train_steps: 1, batch_size: 16}}",
+        "eval={attack: pgd, steps: 1, restarts: 1, robust_subset: 4, val_size: 0}"])
+    records = run_sweep(spec, tmp_path / "run")
+    assert len(records) == 10 and {r["attack"] for r in records} == {"clean", "EM", "AR", "OPS", "CUDA"}
+    budget = {r["attack"]: r["config"]["poison"]["budget"] for r in records}
+    assert budget["AR"] == {"norm": "l2", "eps": "1"} and budget["OPS"] == {"norm": "l0", "eps": "1"}
+    assert budget["EM"] == {"norm": "linf", "eps": "8/255"}
+    at = [r for r in records if r["config"]["defense"]["name"] == "pgd_at"]
+    assert at and all(r["config"]["defense"]["params"]["steps"] == 10 for r in at)

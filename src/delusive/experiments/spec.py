@@ -21,7 +21,7 @@ from delusive.utils.safefile import read_regular_bytes
 
 TOP_KEYS = {"name", "description", "datasets", "data_root", "train_subset", "attacks", "attack_budget",
             "attack_params", "reference_schedule", "storage", "crafting", "defenses", "models", "train", "eval",
-            "seeds", "device", "compile", "extra_clean", "poison_fraction", "resources"}
+            "seeds", "device", "compile", "extra_clean", "poison_fraction", "resources", "attack_budgets"}
 DEFENSE_KEYS = {"name", "label", "norm", "eps", "params", "region"}
 REGIONS = ("top", "bottom", "left", "right")
 BUDGET_KEYS = {"norm", "eps"}
@@ -83,6 +83,9 @@ class Spec:
     device: str = "auto"  # where cells run: not part of a cell's identity, recorded in its result
     compile: bool = False
     resources: dict[str, float] = field(default_factory=dict)  # per Ray task; not part of a cell's identity
+    # per-attack budgets overriding attack_budget (AR and LSP are ℓ2 attacks beside ℓ∞ ones); OPS and CUDA always
+    # take their fixed budgets (attacks/defaults.fixed_budget)
+    attack_budgets: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,9 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
         device=device,
         compile=bool(d.get("compile", False)),
         resources={k: float(v) for k, v in resources.items()},
+        attack_budgets={str(a): _budget(b, f"{source}.attack_budgets.{a}") for a, b in
+                        _check_keys(d.get("attack_budgets", {}), set(attack_names()),
+                                    f"{source}.attack_budgets").items()},
     )
     _validate_components(spec, source)
     return spec
@@ -358,6 +364,17 @@ def eval_config(spec: Spec) -> dict[str, Any]:
     return eval_plan(spec).to_dict()
 
 
+def poison_budget(spec: Spec, attack: str) -> dict[str, str]:
+    """The budget ``attack`` is crafted in: OPS's and CUDA's fixed one, else ``attack_budgets``, else
+    ``attack_budget``."""
+    from delusive.attacks.defaults import fixed_budget
+
+    fixed = fixed_budget(attack)
+    if fixed is not None:
+        return {"norm": fixed[0], "eps": fixed[1]}
+    return dict(spec.attack_budgets.get(attack, spec.attack_budget))
+
+
 def expand(spec: Spec) -> list[Cell]:
     """All cells of a spec, in a stable order (dataset, attack, defense, model, seed).
 
@@ -376,12 +393,12 @@ def expand(spec: Spec) -> list[Cell]:
         params = default_attack_params(attack, dataset, spec.reference_schedule)
         params.update(spec.attack_params.get(attack, {}))
         crafting = None
-        if attack in ("P1", "P2", "P3", "P4"):
+        if attack in ("P1", "P2", "P3", "P4", "TAP"):  # the attacks that take a (cached) crafting model
             crafting = {"arch": spec.crafting.get("arch", "small-cnn"),
                         "train": crafting_train_config(spec, seed).to_dict()}
             if spec.crafting.get("val_size"):
                 crafting["val_size"] = int(spec.crafting["val_size"])
-        poison = {"dataset": dataset, "attack": attack, "budget": spec.attack_budget, "params": params,
+        poison = {"dataset": dataset, "attack": attack, "budget": poison_budget(spec, attack), "params": params,
                   "storage": spec.storage, "seed": seed, "train_subset": spec.train_subset, "crafting": crafting}
         objective = build_objective(defense)
         described = objective.describe()
