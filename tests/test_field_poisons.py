@@ -153,6 +153,10 @@ def test_ar_perturbations_follow_their_class_recurrence_and_have_norm_eps(tiny):
     wrong = recurrence_residual(delta / scale, coeffs[(y + 1) % 10])  # another class's recurrence does not fit
     assert float(wrong.amax((1, 2, 3)).min()) > 1e-3
     np.testing.assert_allclose(threat.norm(delta).numpy(), 0.5, rtol=1e-9)
+    # stable processes: the energy is spread over the image, not piled up where the raster ends
+    e = delta.pow(2)
+    tail = (e[:, :, -4:, :].sum((1, 2, 3)) + e[:, :, :, -4:].sum((1, 2, 3))) / e.sum((1, 2, 3))
+    assert float(tail.mean()) < 0.4  # 0.265 of the pixels lie there
     out = atk.craft(tiny, threat, None, seed=0)
     np.testing.assert_allclose(out.x, np.clip(tiny.float_x() + delta.numpy(), 0, 1), atol=1e-6)
 

@@ -3,7 +3,8 @@
 
 Every class k owns an AR process: per channel c, eight coefficients a_{k,c} on the causal 3×3 window (the
 window's bottom-right entry, the pixel being generated, has none), drawn N(0, 1) and normalised to sum to 1
-(the authors' choice, for stability). An image of class k gets its own sample of its class's process: start
+(the authors' choice), redrawn until the process is stable on the image grid (``norm_bound``; the authors also
+search for bounded processes). An image of class k gets its own sample of its class's process: start
 from Gaussian noise on an (H + crop)×(W + crop) grid, then in raster order set every pixel (i, j) with i, j ≥ 2
 
     z[c, i, j] = Σ_{(u, v) ∈ 3×3 window ending at (i, j), (u, v) ≠ (i, j)} a_{k,c}[u, v] · z[c, i − 2 + u, j − 2 + v],
@@ -25,13 +26,36 @@ from delusive.threat import L2Ball, LinfBall, ThreatModel
 from delusive.utils.seeding import derive_seed
 
 WINDOW = 3
+TRIALS = 8  # samples per candidate process in the stability check
 
 
-def ar_coefficients(num_classes: int, channels: int, generator: torch.Generator) -> torch.Tensor:
-    """K×C×3×3 float64 coefficients, the bottom-right entry 0 and each window summing to 1."""
-    a = runtime.randn((num_classes, channels, WINDOW, WINDOW), generator, dtype=torch.float64)
+def _draw(channels: int, generator: torch.Generator) -> torch.Tensor:
+    a = runtime.randn((channels, WINDOW, WINDOW), generator, dtype=torch.float64)
     a[..., -1, -1] = 0
     return a / a.sum(dim=(-2, -1), keepdim=True)
+
+
+def ar_coefficients(num_classes: int, channels: int, generator: torch.Generator, size: tuple[int, int] = (32, 32),
+                    norm_bound: float = 1.5, max_tries: int = 10_000) -> torch.Tensor:
+    """K×C×3×3 float64 coefficients, the bottom-right entry 0 and each window summing to 1, each class's process
+    *stable* on a ``size`` grid: each of ``TRIALS`` samples from a Gaussian start keeps an RMS value ≤ ``norm_bound``.
+
+    Most random coefficient sets make the recurrence blow up along the raster (values of 1e17 at the far corner),
+    so the scaled noise would sit in a few pixels; the authors likewise keep only processes whose generated norm
+    stays under a bound (their autoregressive_param_finder.py, Appendix A.3), with their own constants."""
+    out = []
+    trial = runtime.generator(int(runtime.randint(0, 2**31 - 1, 1, generator)))
+    for _ in range(num_classes):
+        for _ in range(max_tries):
+            a = _draw(channels, generator)
+            z = ar_samples(a[None], runtime.zeros(TRIALS, dtype=torch.long), size, 0, trial)
+            if bool(torch.isfinite(z).all()) and float(z.pow(2).mean((1, 2, 3)).sqrt().max()) <= norm_bound:
+                out.append(a)
+                break
+        else:
+            raise ValueError(f"norm_bound: no stable AR process found in {max_tries} draws with norm_bound "
+                             f"{norm_bound}; raise it")
+    return torch.stack(out)
 
 
 def ar_samples(coeffs: torch.Tensor, labels: torch.Tensor, size: tuple[int, int], crop: int,
@@ -76,17 +100,20 @@ class AR(Attack):
     name = "AR"
     needs_model = False
 
-    def __init__(self, crop: int = 4) -> None:
+    def __init__(self, crop: int = 4, norm_bound: float = 1.5) -> None:
         if isinstance(crop, bool) or int(crop) != crop or int(crop) < 0:
             raise ValueError(f"crop: must be a whole number >= 0, got {crop!r}")
-        self.crop = int(crop)
+        if not (isinstance(norm_bound, int | float) and 1.0 <= norm_bound < 1e6):
+            raise ValueError(f"norm_bound: must be a number in [1, 1e6), got {norm_bound!r}")
+        self.crop, self.norm_bound = int(crop), float(norm_bound)
 
     def perturbations(self, train, threat, seed):  # type: ignore[no-untyped-def]
         """(δ N×C×H×W float64 at norm ε, coefficients K×C×3×3): the noise before it is added and clipped."""
         if not isinstance(threat, L2Ball | LinfBall):
             raise ValueError(f"attack AR: needs an l2 or linf budget, got {threat.norm_name}")
         c, h, w = train.shape
-        coeffs = ar_coefficients(train.num_classes, c, runtime.generator(derive_seed(seed, "AR", "coefficients")))
+        coeffs = ar_coefficients(train.num_classes, c, runtime.generator(derive_seed(seed, "AR", "coefficients")),
+                                 (h + self.crop, w + self.crop), self.norm_bound)
         _, y = train.tensors()
         z = ar_samples(coeffs, y, (h, w), self.crop, runtime.generator(derive_seed(seed, "AR", "samples")))
         return scale_to_budget(z, threat), coeffs
