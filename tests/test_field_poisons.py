@@ -365,3 +365,62 @@ def test_apbench_cifar10_preset_smoke_on_fixture_cifar_files(tmp_path):
     assert budget["EM"] == {"norm": "linf", "eps": "8/255"}
     at = [r for r in records if r["config"]["defense"]["name"] == "pgd_at"]
     assert at and all(r["config"]["defense"]["params"]["steps"] == 10 for r in at)
+
+
+# --- L2C: the authors' released generator and the CPU-schedule label -----------------------------------------
+def test_l2c_poisons_with_a_generator_in_the_authors_file_format(tmp_path, monkeypatch, capsys):
+    from delusive.models import create_model
+
+    monkeypatch.setenv("DELUSIVE_CACHE", str(tmp_path / "cache"))
+    g = create_model("l2c-mnist-ae", 10, 1, 28, seed=7)
+    with torch.no_grad():  # random BN statistics too, so eval mode is not the identity on them
+        for m in g.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    state = {k: v for k, v in g.state_dict().items() if not k.endswith("num_batches_tracked")}  # pre-0.4.1 style
+    gen_file = tmp_path / "atkmnist_best.pt"
+    torch.save(state, gen_file)  # exactly how DeepConfuse saves: a bare state dict, no description beside it
+    out = tmp_path / "art"
+    assert main(["poison", "--attack", "L2C", "--generator", str(gen_file), "--dataset", "synthetic",
+                 "--train-subset", "50", "--norm", "linf", "--eps", "0.3", "--storage", "float32", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert main(["verify", str(out)]) == 0
+    art = load_artifact(out)
+    assert art.manifest["generator"]["format"] == "deepconfuse-state-dict"
+    assert art.manifest["generator"]["trained"] is False
+    clean = clean_training_set("synthetic", None, {"size": 50, "seed": 0})
+    g.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(clean.float_x())
+        expect = torch.clamp(x + 0.3 * g(x), 0, 1).numpy()
+    np.testing.assert_allclose(art.images, expect, atol=1e-5)
+
+
+def test_the_authors_generator_loader_refuses_pickled_code_and_other_layouts(tmp_path, capsys):
+    from delusive.attacks.l2c import load_authors_generator
+    from delusive.models import create_model
+
+    whole = tmp_path / "module.pt"
+    torch.save(create_model("l2c-mnist-ae", 10, 1, 28), whole)  # a pickled nn.Module: code would run on load
+    with pytest.raises(ValueError, match="refusing to unpickle|weights_only"):
+        load_authors_generator(whole)
+    other = tmp_path / "unet.pth"
+    torch.save(create_model("l2c-unet-small", 10, 1, 28).state_dict(), other)
+    with pytest.raises(ValueError, match="keys differ"):
+        load_authors_generator(other)
+    live = tmp_path / "ae.pth"  # control: the right layout loads
+    torch.save(create_model("l2c-mnist-ae", 10, 1, 28).state_dict(), live)
+    assert load_authors_generator(live)[1]["arch"] == "l2c-mnist-ae"
+
+
+def test_reports_label_l2c_by_its_schedule():
+    from delusive.attacks.defaults import REFERENCE, attack_label, default_attack_params
+    from delusive.experiments.report import with_attack_label
+
+    assert attack_label("L2C", default_attack_params("L2C", "fashion-mnist")) == "L2C (CPU schedule)"
+    assert attack_label("L2C", dict(REFERENCE["L2C"])) == "L2C"
+    assert attack_label("L2C", {"generator": "g.pt"}) == "L2C (loaded generator)"
+    assert attack_label("P3", {}) == "P3"
+    rec = {"attack": "L2C", "config": {"poison": {"params": default_attack_params("L2C", "mnist")}}}
+    assert with_attack_label(rec)["attack"] == "L2C (CPU schedule)" and rec["attack"] == "L2C"

@@ -117,3 +117,16 @@ def attack_budget(attack: str, dataset: str, shape: tuple[int, ...]) -> tuple[st
     if attack == "LSP":
         return ("l2", f"{math.sqrt(d) * 6 / 255:.4g}")
     return None
+
+
+def attack_label(attack: str, params: dict[str, Any] | None) -> str:
+    """How tables and figures name an attack: the registry name, except that L2C run with anything but the
+    authors' schedule is a different object from their L2C and says so (``L2C (CPU schedule)``), and L2C from a
+    loaded generator (an earlier run's or the authors' released one) says that (``L2C (loaded generator)``)."""
+    if attack != "L2C":
+        return attack
+    p = dict(params or {})
+    if p.get("generator"):
+        return "L2C (loaded generator)"
+    ref = REFERENCE["L2C"]
+    return "L2C" if all(p.get(k) == v for k, v in ref.items()) else "L2C (CPU schedule)"

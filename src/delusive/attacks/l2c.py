@@ -63,7 +63,15 @@ from delusive import runtime
 from delusive.attacks.base import ATTACKS, Attack, CraftResult
 from delusive.attacks.resume import CraftCheckpoint
 from delusive.data import ArrayDataset
-from delusive.models import create_model, load_model, model_hash, model_kind, model_names, save_model
+from delusive.models import (
+    create_model,
+    load_model,
+    load_state_dict_file,
+    model_hash,
+    model_kind,
+    model_names,
+    save_model,
+)
 from delusive.threat import ThreatModel
 from delusive.utils import config_hash, progress
 from delusive.utils.seeding import derive_seed
@@ -148,12 +156,46 @@ def poison_with_generator(g: nn.Module, x: torch.Tensor, threat: ThreatModel, ch
     return out
 
 
+def load_authors_generator(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The authors' released generator: a bare ``torch.save(state_dict)`` of DeepConfuse's MNIST autoencoder
+    (MNIST/pretrained/atkmnist_best.pt; their ε is 0.3), read with ``weights_only=True`` (no pickled code runs)
+    and loaded key for key into ``l2c-mnist-ae``. Their CIFAR-10 U-Net is not supported: the repository ships
+    neither its weights nor its source (CIFAR/models/unet.py), so its state-dict layout is unknown."""
+    p = Path(path)
+    state = load_state_dict_file(p, "generator state dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f"generator: {p} is not a state dict (a mapping of names to tensors)")
+    g = create_model("l2c-mnist-ae", 10, 1, (28, 28), seed=0)
+    expected = set(g.state_dict())
+    # state dicts saved before torch 0.4.1 lack BatchNorm's num_batches_tracked counters; nothing reads them
+    missing = {k for k in expected - set(state) if not k.endswith("num_batches_tracked")}
+    unexpected = set(state) - expected
+    if missing or unexpected:
+        raise ValueError(f"generator: {p} is neither an L2C generator saved by delusive (no "
+                         f"{p.with_suffix('.json').name} beside it) nor the authors' MNIST autoencoder state dict "
+                         "(keys differ: "
+                         f"{len(missing)} missing, {len(unexpected)} unexpected, e.g. "
+                         f"{sorted(missing | unexpected)[:3]})")
+    try:
+        g.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise ValueError(f"generator: {p}: tensor shapes differ from the authors' MNIST autoencoder "
+                         f"({' '.join(str(e).split())[:200]})") from None
+    g.eval()
+    return g, {"arch": "l2c-mnist-ae", "num_classes": 10, "in_channels": 1, "image_size": [28, 28],
+               "format": "deepconfuse-state-dict"}
+
+
 def load_generator(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A generator saved by L2C (``generator.pt``, or the artifact directory holding it), hash-checked and
-    loaded with ``weights_only=True``; a model of another kind is refused."""
+    loaded with ``weights_only=True``; a model of another kind is refused. A ``.pt``/``.pth`` file with no
+    description beside it is read as the authors' released generator (:func:`load_authors_generator`)."""
     p = Path(path)
     if p.is_dir() and (p / GENERATOR_FILE).exists():
         p = p / GENERATOR_FILE
+    if p.is_file() and not p.with_suffix(".json").exists():
+        return load_authors_generator(p)
     model, meta = load_model(p)
     kind = model_kind(meta["arch"])
     if kind != "generator":
@@ -276,7 +318,7 @@ class L2C(Attack):
                                                             "in_channels": c, "image_size": [h, w]}, meta)
         history = meta.get("history") or []
         extra = {"generator": {
-            "arch": arch, "sha256": model_hash(g),
+            "arch": arch, "sha256": model_hash(g), "format": meta.get("format", "delusive"),
             "file": GENERATOR_FILE if work_dir is not None else None,
             "trained": self.generator is None, "source": self.generator,
             "train_config": meta.get("train_config"), "train_seed": meta.get("seed"),

@@ -45,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crafting-epochs", type=positive_int("--crafting-epochs"), default=None)
     p.add_argument("--cache-dir", default=None, help="crafting-model cache (default $DELUSIVE_CACHE or ~/.cache)")
     p.add_argument("--generator", default=None, metavar="PATH",
-                   help="L2C only: reuse this trained generator (generator.pt of an earlier L2C artifact) instead of "
-                   "training one")
+                   help="L2C only: reuse this trained generator (generator.pt of an earlier L2C artifact, or the "
+                   "authors' released MNIST autoencoder state dict, e.g. DeepConfuse's atkmnist_best.pt at --eps 0.3) "
+                   "instead of training one")
     add_device_args(p, precision=False)
     p.set_defaults(func=run_poison)
 

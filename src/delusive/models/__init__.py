@@ -4,7 +4,14 @@
 from delusive.models import cifar_nets as _cifar_nets  # noqa: F401  (registers vgg/resnet/densenet)
 from delusive.models import l2c_generator as _l2c_generator  # noqa: F401  (registers the L2C generators)
 from delusive.models import small as _small  # noqa: F401  (registers the small CPU family)
-from delusive.models.io import load_checkpoint, load_model, model_hash, save_checkpoint, save_model
+from delusive.models.io import (
+    load_checkpoint,
+    load_model,
+    load_state_dict_file,
+    model_hash,
+    save_checkpoint,
+    save_model,
+)
 from delusive.models.registry import (
     DEFAULT_MODEL,
     MODELS,
@@ -24,6 +31,7 @@ __all__ = [
     "create_model",
     "load_checkpoint",
     "load_model",
+    "load_state_dict_file",
     "model_hash",
     "model_kind",
     "model_names",
