@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from delusive.attacks import check_budget, create_attack, load_artifact, verify_artifact
 from delusive.attacks.ar import recurrence_residual
@@ -424,3 +425,55 @@ def test_reports_label_l2c_by_its_schedule():
     assert attack_label("P3", {}) == "P3"
     rec = {"attack": "L2C", "config": {"poison": {"params": default_attack_params("L2C", "mnist")}}}
     assert with_attack_label(rec)["attack"] == "L2C (CPU schedule)" and rec["attack"] == "L2C"
+
+
+def _their_unet(sd: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """DeepConfuse's CIFAR-10 U-Net forward pass written out on their state dict (eval mode): the reference the
+    loader's renaming must reproduce."""
+    def block(name: str, h: torch.Tensor) -> torch.Tensor:
+        for j in (0, 3):
+            h = F.conv2d(h, sd[f"{name}.{j}.weight"], sd[f"{name}.{j}.bias"], padding=1)
+            b = f"{name}.{j + 1}"
+            h = F.relu(F.batch_norm(h, sd[f"{b}.running_mean"], sd[f"{b}.running_var"], sd[f"{b}.weight"],
+                                    sd[f"{b}.bias"], False))
+        return h
+
+    def up(h: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=True)
+
+    c1 = block("dconv_down1", x)
+    c2 = block("dconv_down2", F.avg_pool2d(c1, 2))
+    c3 = block("dconv_down3", F.avg_pool2d(c2, 2))
+    h = block("dconv_down4", F.avg_pool2d(c3, 2))
+    h = block("dconv_up3", torch.cat([up(h), c3], 1))
+    h = block("dconv_up2", torch.cat([up(h), c2], 1))
+    h = block("dconv_up1", torch.cat([up(h), c1], 1))
+    h = F.conv2d(h, sd["conv_last.0.weight"], sd["conv_last.0.bias"])
+    h = F.batch_norm(h, sd["conv_last.1.running_mean"], sd["conv_last.1.running_var"], sd["conv_last.1.weight"],
+                     sd["conv_last.1.bias"], False)
+    return torch.tanh(h)
+
+
+def test_the_authors_cifar_unet_state_dict_loads_into_the_same_network(tmp_path):
+    from delusive.attacks.l2c import UNET_KEYS, load_generator
+    from delusive.models import create_model
+
+    ours = create_model("l2c-unet", 10, 3, 32, seed=3)
+    back = {v: k for k, v in UNET_KEYS.items()}
+    theirs = {}
+    gen = torch.Generator().manual_seed(0)
+    for k, v in ours.state_dict().items():
+        head = next(h for h in back if k.startswith(h + "."))
+        t = v.clone()
+        if k.endswith("running_var"):
+            t = torch.rand(v.shape, generator=gen) + 0.5
+        elif k.endswith("running_mean"):
+            t = torch.rand(v.shape, generator=gen) - 0.5
+        theirs[back[head] + k[len(head):]] = t
+    f = tmp_path / "atk.0.032.best.pth"
+    torch.save(theirs, f)
+    g, meta = load_generator(f)
+    assert meta["arch"] == "l2c-unet" and meta["in_channels"] == 3
+    x = torch.rand(2, 3, 32, 32, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(g(x), _their_unet(theirs, x), atol=1e-5, rtol=1e-4)

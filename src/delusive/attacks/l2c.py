@@ -156,34 +156,52 @@ def poison_with_generator(g: nn.Module, x: torch.Tensor, threat: ThreatModel, ch
     return out
 
 
+#: DeepConfuse's CIFAR-10 U-Net (CIFAR/models/unet.py) names its blocks; ``l2c-unet`` is the same network
+UNET_KEYS = {"dconv_down1": "down.0", "dconv_down2": "down.1", "dconv_down3": "down.2", "dconv_down4": "down.3",
+             "dconv_up3": "up.0", "dconv_up2": "up.1", "dconv_up1": "up.2", "conv_last": "head"}
+
+
+def _authors_layout(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, torch.Tensor], int]:
+    """(our arch, the state dict under our key names, input channels) of one of the authors' generators."""
+    if any(k.startswith("dconv_down1.") for k in state):
+        renamed = {}
+        for k, v in state.items():
+            head, _, rest = k.partition(".")
+            renamed[f"{UNET_KEYS.get(head, head)}.{rest}"] = v
+        w = state.get("dconv_down1.0.weight")
+        return "l2c-unet", renamed, int(w.shape[1]) if isinstance(w, torch.Tensor) and w.dim() == 4 else 3
+    return "l2c-mnist-ae", dict(state), 1
+
+
 def load_authors_generator(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The authors' released generator: a bare ``torch.save(state_dict)`` of DeepConfuse's MNIST autoencoder
-    (MNIST/pretrained/atkmnist_best.pt; their ε is 0.3), read with ``weights_only=True`` (no pickled code runs)
-    and loaded key for key into ``l2c-mnist-ae``. Their CIFAR-10 U-Net is not supported: the repository ships
-    neither its weights nor its source (CIFAR/models/unet.py), so its state-dict layout is unknown."""
+    """The authors' released generators, bare ``torch.save(state_dict)`` files of kingfengji/DeepConfuse, read with
+    ``weights_only=True`` (no pickled code runs) and loaded key for key: the MNIST autoencoder
+    (MNIST/pretrained/atkmnist_best.pt, ε 0.3) into ``l2c-mnist-ae``, the CIFAR-10 U-Net
+    (CIFAR/pretrained/atk.0.032.best.pth, ε 0.032; blocks ``dconv_down1``… renamed) into ``l2c-unet``."""
     p = Path(path)
     state = load_state_dict_file(p, "generator state dict")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise ValueError(f"generator: {p} is not a state dict (a mapping of names to tensors)")
-    g = create_model("l2c-mnist-ae", 10, 1, (28, 28), seed=0)
+    arch, state, channels = _authors_layout(state)
+    size = (28, 28) if arch == "l2c-mnist-ae" else (32, 32)
+    g = create_model(arch, 10, channels, size, seed=0)
     expected = set(g.state_dict())
     # state dicts saved before torch 0.4.1 lack BatchNorm's num_batches_tracked counters; nothing reads them
     missing = {k for k in expected - set(state) if not k.endswith("num_batches_tracked")}
     unexpected = set(state) - expected
     if missing or unexpected:
         raise ValueError(f"generator: {p} is neither an L2C generator saved by delusive (no "
-                         f"{p.with_suffix('.json').name} beside it) nor the authors' MNIST autoencoder state dict "
-                         "(keys differ: "
-                         f"{len(missing)} missing, {len(unexpected)} unexpected, e.g. "
-                         f"{sorted(missing | unexpected)[:3]})")
+                         f"{p.with_suffix('.json').name} beside it) nor one of the authors' generators (their MNIST "
+                         f"autoencoder or CIFAR-10 U-Net state dict; keys differ from {arch}'s: {len(missing)} "
+                         f"missing, {len(unexpected)} unexpected, e.g. {sorted(missing | unexpected)[:3]})")
     try:
         g.load_state_dict(state, strict=False)
     except RuntimeError as e:
-        raise ValueError(f"generator: {p}: tensor shapes differ from the authors' MNIST autoencoder "
+        raise ValueError(f"generator: {p}: tensor shapes differ from the authors' {arch} "
                          f"({' '.join(str(e).split())[:200]})") from None
     g.eval()
-    return g, {"arch": "l2c-mnist-ae", "num_classes": 10, "in_channels": 1, "image_size": [28, 28],
+    return g, {"arch": arch, "num_classes": 10, "in_channels": channels, "image_size": list(size),
                "format": "deepconfuse-state-dict"}
 
 
