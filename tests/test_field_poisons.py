@@ -477,3 +477,36 @@ def test_the_authors_cifar_unet_state_dict_loads_into_the_same_network(tmp_path)
     x = torch.rand(2, 3, 32, 32, generator=gen)
     with torch.no_grad():
         torch.testing.assert_close(g(x), _their_unet(theirs, x), atol=1e-5, rtol=1e-4)
+
+
+# --- import of released poisons -----------------------------------------------------------------------------
+def test_import_of_released_noise_and_images_records_provenance_and_checks_the_budget(tmp_path, capsys):
+    clean = clean_training_set("synthetic", None, {"size": 60, "seed": 0})
+    rng = np.random.default_rng(0)
+    noise = torch.from_numpy(rng.uniform(-8 / 255, 8 / 255, clean.x.shape).astype(np.float32))
+    pt = tmp_path / "perturbation.pt"  # Huang et al. release EM noise as one tensor saved with torch.save
+    torch.save(noise, pt)
+    base = ["import", "--clean-dataset", "synthetic", "--train-subset", "60", "--norm", "linf"]
+    assert main([*base, "--eps", "8/255", str(pt), "--attack-name", "EM", "--origin", "HanxunH/Unlearnable-Examples",
+                 "--out", str(tmp_path / "em")]) == 0
+    m = json.loads((tmp_path / "em" / "manifest.json").read_text())
+    import hashlib
+
+    assert m["attack"] == "EM (imported)" and m["import"]["claimed_attack"] == "EM"
+    assert m["import"]["source_sha256"] == hashlib.sha256(pt.read_bytes()).hexdigest()
+    assert m["import"]["origin"] == "HanxunH/Unlearnable-Examples" and m["import"]["kind"] == "per-sample-noise"
+    assert main(["verify", str(tmp_path / "em")]) == 0
+    # the same noise claimed at a smaller budget is refused, and nothing is written
+    assert main([*base, "--eps", "4/255", str(pt), "--out", str(tmp_path / "small")]) == 1
+    assert "exceed linf eps=4/255" in capsys.readouterr().err and not (tmp_path / "small").exists()
+    # poisoned images, channels last, with labels (an .npz as other releases ship them)
+    imgs = np.clip(clean.x.astype(np.int16) + rng.integers(-2, 3, clean.x.shape), 0, 255).astype(np.uint8)
+    npz = tmp_path / "poison.npz"
+    np.savez(npz, data=imgs.transpose(0, 2, 3, 1), targets=clean.y)
+    assert main([*base, "--eps", "2/255", str(npz), "--out", str(tmp_path / "imgs")]) == 0
+    art = load_artifact(tmp_path / "imgs")
+    assert np.array_equal(art.images, imgs) and art.manifest["import"]["kind"] == "poisoned-images"
+    relabelled = tmp_path / "relabelled.npz"
+    np.savez(relabelled, data=imgs, targets=(clean.y + 1) % 10)
+    assert main([*base, "--eps", "2/255", str(relabelled), "--out", str(tmp_path / "bad")]) == 1
+    assert "labels differ from the clean labels" in capsys.readouterr().err

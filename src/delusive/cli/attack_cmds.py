@@ -71,8 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True)
     e.set_defaults(func=run_export)
 
-    i = sub.add_parser("import", help="import a PNG folder or a .npy noise file as a verified artifact")
-    i.add_argument("source", help="folder of PNGs with labels.csv, or .npy noise (per-sample or per-class)")
+    i = sub.add_parser("import", help="import a released poison (PNG folder, or noise / poisoned-image arrays) as a "
+                       "verified artifact")
+    i.add_argument("source", help="folder of PNGs with labels.csv, or an array file: .npy / .npz / .pt noise "
+                   "(per-sample or per-class, N×C×H×W or N×H×W×C) or uint8 poisoned images (.npz may carry labels)")
     i.add_argument("--clean-dataset", required=True)
     i.add_argument("--data-root", default=None)
     i.add_argument("--norm", choices=NORMS, required=True, help="the budget the imported poison claims")
@@ -82,6 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--train-subset", type=positive_int("--train-subset"), default=None)
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--out", required=True)
+    i.add_argument("--attack-name", default=None, metavar="NAME",
+                   help="the attack the poison claims to be (e.g. EM for Huang et al.'s released noise); "
+                   "recorded as 'NAME (imported)' with the source's SHA-256")
+    i.add_argument("--origin", default=None,
+                   help="where the poison came from (URL, citation), recorded in the manifest")
     i.set_defaults(func=run_import)
 
 
@@ -155,7 +162,8 @@ def run_import(args: argparse.Namespace) -> int:
     subset = {"size": args.train_subset, "seed": args.seed} if args.train_subset else None
     clean = clean_training_set(args.clean_dataset, args.data_root, subset)
     art = import_poison(args.source, clean, make_threat(args.norm, args.eps), dataset=args.clean_dataset,
-                        storage=args.storage, seed=args.seed, extra={"subset": subset})
+                        storage=args.storage, seed=args.seed, extra={"subset": subset}, origin=args.origin,
+                        claimed_attack=args.attack_name)
     save_artifact(art, args.out)
     print(f"wrote {args.out}: imported {art.manifest['attack_params']['kind']}, {len(art.labels)} images, "
           f"max norm {art.manifest['norm_stats']['max']:.6g}")
