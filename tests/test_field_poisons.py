@@ -510,3 +510,43 @@ def test_import_of_released_noise_and_images_records_provenance_and_checks_the_b
     np.savez(relabelled, data=imgs, targets=(clean.y + 1) % 10)
     assert main([*base, "--eps", "2/255", str(relabelled), "--out", str(tmp_path / "bad")]) == 1
     assert "labels differ from the clean labels" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigkilled_em_crafting_resumes_to_the_same_artifact_bytes(tmp_path):
+    """`delusive poison --attack EM` killed with SIGKILL after a round's checkpoint (model and noise) and run again
+    writes the same artifact bytes as an uninterrupted run (CPU, fp32)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "delusive", "poison", "--attack", "EM", "--dataset", "synthetic",
+            "--train-subset", "200", "--attack-param", "max_rounds=6", "--attack-param", "stop_accuracy=1.0",
+            "--attack-param", "pgd_steps=3", "--attack-param", "train_steps=3", "--attack-param", "batch_size=50",
+            "--device", "cpu"]
+    env = {**os.environ, "DELUSIVE_PROGRESS": "0", "DELUSIVE_CHECKPOINT_EVERY_S": "0", "OMP_NUM_THREADS": "1"}
+    ref = subprocess.run([*argv, "--out", str(tmp_path / "ref")], env=env, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*argv, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state, deadline = out / "craft_state.json", time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads(state.read_text())["round"] >= 2:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    had_checkpoint = state.exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert had_checkpoint and not (out / "manifest.json").exists(), "killed too late: nothing to resume"
+    again = subprocess.run([*argv, "--out", str(out)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming crafting from the checkpoint" in again.stderr and "resuming" not in ref.stderr
+    for name in ("images.npy", "labels.npy", "manifest.json"):
+        assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+    assert main(["verify", str(out)]) == 0
