@@ -7,8 +7,9 @@ found by PGD (the one engine, minimising toward t(y)). This is the paper's P1 (T
 add: many more steps (250 on CIFAR-10) and *differentiable data augmentation* inside the attack, so the
 perturbation survives the victim's augmentation: at every PGD step the model sees a randomly flipped
 (per image) and translated (by up to ``max_shift`` pixels, one offset per step, zero-filled) copy of x + δ.
-Fowl et al. also ensemble restarts and use their own step rule; we keep the engine's signed steps of
-``rel_step_size``·ε (docs/attacks.md).
+Fowl et al. optimise with signed Adam (their code's defaults: 250 iterations, τ = 0.1 with step decay, a Gaussian
+start) and can ensemble restarts; we keep the engine's signed PGD steps of ``rel_step_size``·ε from the clean
+image (docs/attacks.md).
 """
 
 from __future__ import annotations
