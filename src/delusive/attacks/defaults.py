@@ -25,8 +25,8 @@ REFERENCE: dict[str, dict[str, Any]] = {
 
 # The field's poisons (docs/attacks.md): their papers' CIFAR-10 settings. EM/EM-class: Huang et al. 2021 (ResNet-18,
 # 10 training batches per round, 20 PGD steps of ε/10, batch 512, stop at 99% train accuracy); REM: Fu et al.
-# 2022 (ρ_a = ε/2 adversarial training, 10 + 10 PGD steps; 500 rounds of 10 steps = their 5,000 training
-# steps); TAP: Fowl et al. 2021 (250 steps); SEP: Chen et al. 2023 (15 checkpoints of a 120-epoch run, 250
+# 2022 (ρ_a = ε/2 adversarial training, 10 + 10 PGD steps of ε/5 and ρ_a/5; 500 rounds of 10 steps = their 5,000
+# training steps); TAP: Fowl et al. 2021 (250 steps); SEP: Chen et al. 2023 (15 checkpoints of a 120-epoch run, 250
 # steps); AR: crop 4 (their 36×36 → 32×32 samples); LSP: 8-pixel patches (a quarter of the image); CUDA: 3×3
 # filters, blur parameter 0.3.
 REFERENCE.update({
@@ -34,7 +34,7 @@ REFERENCE.update({
            "lr": 0.1, "stop_accuracy": 0.99, "max_rounds": 1000},
     "EM-class": {"arch": "resnet18", "train_steps": 10, "pgd_steps": 20, "rel_step_size": 0.1, "batch_size": 512,
                  "lr": 0.1, "stop_accuracy": 0.99, "max_rounds": 1000},
-    "REM": {"arch": "resnet18", "train_steps": 10, "pgd_steps": 10, "rel_step_size": 0.1, "batch_size": 128,
+    "REM": {"arch": "resnet18", "train_steps": 10, "pgd_steps": 10, "rel_step_size": 0.2, "batch_size": 128,
             "lr": 0.1, "max_rounds": 500, "adv_eps": "4/255", "adv_steps": 10, "adv_rel_step_size": 0.2},
     "TAP": {"steps": 250, "rel_step_size": 0.1, "batch_size": 256, "target_shift": 1, "max_shift": 4},
     "SEP": {"arch": "resnet18", "epochs": 120, "checkpoints": 15, "steps": 250, "rel_step_size": 0.1,

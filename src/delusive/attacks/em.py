@@ -97,8 +97,8 @@ class MinMinAttack(Attack):
                 xb, yb = x[s:s + self.batch_size], y[s:s + self.batch_size]
                 start = torch.clamp(xb + (delta[s:s + self.batch_size] if self.sample_wise else delta[yb]), 0, 1)
                 gen = runtime.generator(derive_seed(seed, self.name, "pgd", rnd, s), x.device)
-                if hasattr(fn, "labels"):  # REM's inner max needs the batch's labels
-                    fn.labels = yb
+                if hasattr(fn, "labels"):  # REM's inner max needs the batch's labels (and starts at random)
+                    fn.labels, fn.generator = yb, gen
                 res = pgd(fn, xb, yb, threat, steps=self.pgd_steps, rel_step_size=self.rel_step_size,
                           maximize=False, x_init=start, generator=gen, final_eval=False)
                 if self.sample_wise:

@@ -9,8 +9,10 @@ with the same alternation as EM (``attacks/em.py``), two things changed: the cra
 adversarial training of radius ``adv_eps`` (ρ_a) on the perturbed data, and δ minimises the loss at the
 *worst* ξ: each of δ's PGD steps first finds ξ by ``adv_steps`` of PGD ascent around x + δ (the same engine),
 then takes the gradient at x + δ + ξ with ξ held fixed (Danskin's theorem). REM trains for a fixed number of
-rounds (an adversarially trained model never reaches EM's 99% threshold). Fu et al. also average δ's gradient
-over random augmentations (expectation over transformation, 5 samples); we do not (docs/attacks.md).
+rounds (an adversarially trained model never reaches EM's 99% threshold). Both PGD runs take steps of ε/5 and
+the inner one starts at random, as in the authors' scripts (δ: 10 steps of 1.6/255; ξ: 10 steps of 0.8/255
+within 4/255). Fu et al. also average δ's gradient over random augmentations (expectation over transformation,
+5 samples) and decay the model's learning rate; we do not (docs/attacks.md).
 The defender's AT radius must exceed ρ_a for AT to undo the noise; the paper's default ρ_a = ε/2.
 """
 
@@ -34,12 +36,14 @@ class WorstCaseShift(nn.Module):
         super().__init__()
         self.model, self.threat, self.steps, self.rel_step_size = model, threat, steps, rel_step_size
         self.labels: torch.Tensor | None = None  # the batch's labels, set by the caller before each PGD run
+        self.generator: torch.Generator | None = None  # set by the caller: the inner max then starts at random
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert self.labels is not None, "set labels before calling"
         with torch.enable_grad():
             xi = pgd(self.model, x.detach(), self.labels, self.threat, steps=self.steps,
-                     rel_step_size=self.rel_step_size, maximize=True, final_eval=False).x_adv - x.detach()
+                     rel_step_size=self.rel_step_size, maximize=True, random_start=self.generator is not None,
+                     generator=self.generator, final_eval=False).x_adv - x.detach()
         return self.model(x + xi)
 
 
@@ -49,9 +53,9 @@ class REM(MinMinAttack):
 
     name = "REM"
 
-    def __init__(self, arch: str = "resnet18", train_steps: int = 10, pgd_steps: int = 10, rel_step_size: float = 0.1,
+    def __init__(self, arch: str = "resnet18", train_steps: int = 10, pgd_steps: int = 10, rel_step_size: float = 0.2,
                  batch_size: int = 128, lr: float = 0.1, stop_accuracy: float = 1.0, max_rounds: int = 500,
-                 adv_eps: str = "4/255", adv_steps: int = 10, adv_rel_step_size: float = 0.25) -> None:
+                 adv_eps: str = "4/255", adv_steps: int = 10, adv_rel_step_size: float = 0.2) -> None:
         super().__init__(arch, train_steps, pgd_steps, rel_step_size, batch_size, lr, stop_accuracy, max_rounds)
         if isinstance(adv_steps, bool) or int(adv_steps) != adv_steps or int(adv_steps) < 0:
             raise ValueError(f"adv_steps: must be a whole number >= 0, got {adv_steps!r}")
