@@ -133,6 +133,28 @@ def test_rem_tap_sep_stay_in_budget_and_move_the_images(tiny):
         assert d.reshape(len(d), -1).max(1).mean() > 0.1, name  # the attack did something
 
 
+def test_sep_descends_the_mean_cross_entropy_of_its_checkpoints_toward_y_plus_5(tiny):
+    from delusive.attacks.sep import CheckpointEnsemble, mean_member_ce
+    from delusive.models import create_model
+
+    members = [create_model("small-cnn", 10, 1, 28, seed=s).eval() for s in (0, 1, 2)]
+    ens = CheckpointEnsemble(members)
+    x, y = tiny.tensors()
+    with torch.no_grad():
+        got = mean_member_ce(3)(ens(x[:8]), y[:8])
+        want = torch.stack([F.cross_entropy(m(x[:8]), y[:8], reduction="none") for m in members]).mean(0)
+    torch.testing.assert_close(got, want)
+    atk = create_attack("SEP", arch="small-cnn", epochs=2, checkpoints=2, steps=5, rel_step_size=0.3, batch_size=100)
+    assert atk.targeted and atk.target_shift == 5
+    res = atk.craft(tiny, LinfBall(0.2, "0.2"), None, seed=0)
+    assert res.extra["crafting"]["snapshot_epochs"] == [1, 2]
+    target = (y + 5) % 10
+    with torch.no_grad():
+        before = mean_member_ce(2)(atk.ensemble(x), target).mean()
+        after = mean_member_ce(2)(atk.ensemble(torch.from_numpy(res.x)), target).mean()
+    assert after < before - 0.05, (float(after), float(before))
+
+
 def test_tap_needs_a_permutation_without_fixed_points(tiny):
     from delusive.models import create_model
 
@@ -306,7 +328,7 @@ def test_default_budgets_follow_the_papers():
     assert attack_budget("P3", "cifar10", (3, 32, 32)) is None
     assert default_attack_params("EM", "cifar10")["arch"] == "resnet18"
     assert default_attack_params("EM", "fashion-mnist")["arch"] == "small-cnn"
-    assert default_attack_params("SEP", "fashion-mnist", reference=True)["checkpoints"] == 15
+    assert default_attack_params("SEP", "fashion-mnist", reference=True)["checkpoints"] == 30
     with pytest.raises(ValueError, match="fixed"):
         resolve_attack_threat("OPS", "fashion-mnist", (1, 28, 28), LinfBall(0.2, "0.2"))
     assert resolve_attack_threat("CUDA", "cifar10", (3, 32, 32), None).describe() == LinfBall(1.0, "1").describe()

