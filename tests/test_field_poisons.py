@@ -198,6 +198,8 @@ def test_lsp_noise_is_patch_constant_class_separable_and_at_eps(tiny):
     flat = delta.reshape(len(delta), -1)
     means = torch.stack([flat[y == k].mean(0) for k in range(10)])
     assert torch.equal(torch.cdist(flat, means).argmin(1), y)
+    out = atk.craft(tiny, threat, None, seed=0, chunk=64)  # chunked crafting applies the same noise
+    np.testing.assert_allclose(out.x, np.clip(tiny.float_x() + delta.numpy(), 0, 1), atol=1e-6)
 
 
 # --- OPS ----------------------------------------------------------------------------------------------------

@@ -29,33 +29,32 @@ WINDOW = 3
 TRIALS = 8  # samples per candidate process in the stability check
 
 
-def _draw(channels: int, generator: torch.Generator) -> torch.Tensor:
-    a = runtime.randn((channels, WINDOW, WINDOW), generator, dtype=torch.float64)
-    a[..., -1, -1] = 0
-    return a / a.sum(dim=(-2, -1), keepdim=True)
-
-
 def ar_coefficients(num_classes: int, channels: int, generator: torch.Generator, size: tuple[int, int] = (32, 32),
-                    norm_bound: float = 1.5, max_tries: int = 10_000) -> torch.Tensor:
-    """K×C×3×3 float64 coefficients, the bottom-right entry 0 and each window summing to 1, each class's process
-    *stable* on a ``size`` grid: each of ``TRIALS`` samples from a Gaussian start keeps an RMS value ≤ ``norm_bound``.
+                    norm_bound: float = 1.5, max_rounds: int = 100, batch: int = 256) -> torch.Tensor:
+    """K×C×3×3 float64 coefficients, the bottom-right entry 0 and each window summing to 1, every (class, channel)
+    process *stable* on a ``size`` grid: each of ``TRIALS`` samples from a Gaussian start keeps an RMS value
+    ≤ ``norm_bound``.
 
     Most random coefficient sets make the recurrence blow up along the raster (values of 1e17 at the far corner),
     so the scaled noise would sit in a few pixels; the authors likewise keep only processes whose generated norm
-    stays under a bound (their autoregressive_param_finder.py, Appendix A.3), with their own constants."""
-    out = []
+    stays under a bound (their autoregressive_param_finder.py, Appendix A.3), with their own constants.
+    Candidates are drawn ``batch`` at a time and tested together; the first stable ones, in draw order, fill
+    the classes' channels in order (so the result depends only on the generator's seed)."""
+    need = num_classes * channels
+    kept: list[torch.Tensor] = []
     trial = runtime.generator(int(runtime.randint(0, 2**31 - 1, 1, generator)))
-    for _ in range(num_classes):
-        for _ in range(max_tries):
-            a = _draw(channels, generator)
-            z = ar_samples(a[None], runtime.zeros(TRIALS, dtype=torch.long), size, 0, trial)
-            if bool(torch.isfinite(z).all()) and float(z.pow(2).mean((1, 2, 3)).sqrt().max()) <= norm_bound:
-                out.append(a)
-                break
-        else:
-            raise ValueError(f"norm_bound: no stable AR process found in {max_tries} draws with norm_bound "
-                             f"{norm_bound}; raise it")
-    return torch.stack(out)
+    for _ in range(max_rounds):
+        a = runtime.randn((batch, 1, WINDOW, WINDOW), generator, dtype=torch.float64)
+        a[..., -1, -1] = 0
+        a = a / a.sum(dim=(-2, -1), keepdim=True)
+        z = ar_samples(a, runtime.arange(batch).repeat_interleave(TRIALS), size, 0, trial)
+        rms = z.pow(2).mean((1, 2, 3)).sqrt().reshape(batch, TRIALS)
+        ok = (torch.isfinite(rms) & (rms <= norm_bound)).all(1)
+        kept.extend(a[ok][:, 0])
+        if len(kept) >= need:
+            return torch.stack(kept[:need]).reshape(num_classes, channels, WINDOW, WINDOW)
+    raise ValueError(f"norm_bound: only {len(kept)} of {need} stable AR processes found in {max_rounds * batch} "
+                     f"draws with norm_bound {norm_bound}; raise it")
 
 
 def ar_samples(coeffs: torch.Tensor, labels: torch.Tensor, size: tuple[int, int], crop: int,
@@ -107,19 +106,33 @@ class AR(Attack):
             raise ValueError(f"norm_bound: must be a number in [1, 1e6), got {norm_bound!r}")
         self.crop, self.norm_bound = int(crop), float(norm_bound)
 
-    def perturbations(self, train, threat, seed):  # type: ignore[no-untyped-def]
-        """(δ N×C×H×W float64 at norm ε, coefficients K×C×3×3): the noise before it is added and clipped."""
+    def coefficients(self, train, seed: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        c, h, w = train.shape
+        return ar_coefficients(train.num_classes, c, runtime.generator(derive_seed(seed, "AR", "coefficients")),
+                               (h + self.crop, w + self.crop), self.norm_bound)
+
+    def noise_chunks(self, train, threat, seed, coeffs, chunk: int = 4096):  # type: ignore[no-untyped-def]
+        """(start, δ of images start… in float64 at norm ε), in fixed chunks from one generator: the same draws
+        however the caller consumes them, and bounded memory on a 50k-image set."""
         if not isinstance(threat, L2Ball | LinfBall):
             raise ValueError(f"attack AR: needs an l2 or linf budget, got {threat.norm_name}")
-        c, h, w = train.shape
-        coeffs = ar_coefficients(train.num_classes, c, runtime.generator(derive_seed(seed, "AR", "coefficients")),
-                                 (h + self.crop, w + self.crop), self.norm_bound)
+        _, h, w = train.shape
         _, y = train.tensors()
-        z = ar_samples(coeffs, y, (h, w), self.crop, runtime.generator(derive_seed(seed, "AR", "samples")))
-        return scale_to_budget(z, threat), coeffs
+        gen = runtime.generator(derive_seed(seed, "AR", "samples"))
+        for s in range(0, len(y), chunk):
+            z = ar_samples(coeffs, y[s:s + chunk], (h, w), self.crop, gen)
+            yield s, scale_to_budget(z, threat)
+
+    def perturbations(self, train, threat, seed):  # type: ignore[no-untyped-def]
+        """(δ N×C×H×W float64 at norm ε, coefficients K×C×3×3): the noise before it is added and clipped."""
+        coeffs = self.coefficients(train, seed)
+        parts = [d for _, d in self.noise_chunks(train, threat, seed, coeffs)]
+        return (torch.cat(parts) if parts else runtime.zeros((0, *train.shape), dtype=torch.float64)), coeffs
 
     def craft(self, train, threat, model, seed=0, work_dir=None):  # type: ignore[no-untyped-def]
-        delta, coeffs = self.perturbations(train, threat, seed)
+        coeffs = self.coefficients(train, seed)
         x, _ = train.tensors()
-        xp = torch.clamp(x.double() + delta, 0.0, 1.0).float().numpy()
-        return CraftResult(np.ascontiguousarray(xp), extra={"ar_coefficients": coeffs.tolist()})
+        out = np.empty((len(x), *train.shape), dtype=np.float32)
+        for s, d in self.noise_chunks(train, threat, seed, coeffs):
+            out[s:s + len(d)] = torch.clamp(x[s:s + len(d)].double() + d, 0.0, 1.0).float().numpy()
+        return CraftResult(out, extra={"ar_coefficients": coeffs.tolist()})

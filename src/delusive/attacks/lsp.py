@@ -26,7 +26,7 @@ from delusive.utils.seeding import derive_seed
 
 def lsp_perturbations(labels: torch.Tensor, num_classes: int, shape: tuple[int, int, int], patch_size: int,
                       class_sep: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N×C×H×W patch-constant noise before scaling, K×D class centres) for images of ``labels``."""
+    """(N×C×⌈H/p⌉×⌈W/p⌉ grid values before upsampling and scaling, K×D class centres) for images of ``labels``."""
     c, h, w = shape
     gh, gw = math.ceil(h / patch_size), math.ceil(w / patch_size)
     dim = c * gh * gw
@@ -38,9 +38,13 @@ def lsp_perturbations(labels: torch.Tensor, num_classes: int, shape: tuple[int, 
             centres.append(v)
     mu = torch.stack(centres)
     pts = mu[labels] + runtime.randn((labels.shape[0], dim), generator, dtype=torch.float64)
-    grid = pts.reshape(-1, c, gh, gw)
-    noise = grid.repeat_interleave(patch_size, 2).repeat_interleave(patch_size, 3)[:, :, :h, :w]
-    return noise.contiguous(), mu
+    return pts.reshape(-1, c, gh, gw), mu
+
+
+def upsample(grid: torch.Tensor, patch_size: int, size: tuple[int, int]) -> torch.Tensor:
+    """Each grid value tiled over a ``patch_size``² patch, cropped to ``size``."""
+    h, w = size
+    return grid.repeat_interleave(patch_size, 2).repeat_interleave(patch_size, 3)[:, :, :h, :w].contiguous()
 
 
 @ATTACKS.register("LSP")
@@ -60,18 +64,26 @@ class LSP(Attack):
         self.patch_size = None if patch_size is None else int(patch_size)
         self.class_sep = float(class_sep)
 
-    def perturbations(self, train, threat, seed):  # type: ignore[no-untyped-def]
+    def _grid(self, train, threat, seed):  # type: ignore[no-untyped-def]
         if not isinstance(threat, L2Ball | LinfBall):
             raise ValueError(f"attack LSP: needs an l2 or linf budget, got {threat.norm_name}")
         c, h, w = train.shape
         patch = self.patch_size or max(1, min(h, w) // 4)  # CIFAR-10: 8 (the authors'), 28×28: 7
         _, y = train.tensors()
-        noise, _ = lsp_perturbations(y, train.num_classes, train.shape, patch, self.class_sep,
-                                     runtime.generator(derive_seed(seed, "LSP")))
-        return scale_to_budget(noise, threat), patch
+        grid, _ = lsp_perturbations(y, train.num_classes, train.shape, patch, self.class_sep,
+                                    runtime.generator(derive_seed(seed, "LSP")))
+        return grid, patch
 
-    def craft(self, train, threat, model, seed=0, work_dir=None):  # type: ignore[no-untyped-def]
-        delta, patch = self.perturbations(train, threat, seed)
+    def perturbations(self, train, threat, seed):  # type: ignore[no-untyped-def]
+        """(δ N×C×H×W float64 at norm ε, patch size): the noise before it is added and clipped."""
+        grid, patch = self._grid(train, threat, seed)
+        return scale_to_budget(upsample(grid, patch, train.shape[1:]), threat), patch
+
+    def craft(self, train, threat, model, seed=0, work_dir=None, chunk: int = 4096):  # type: ignore[no-untyped-def]
+        grid, patch = self._grid(train, threat, seed)
         x, _ = train.tensors()
-        xp = torch.clamp(x.double() + delta, 0.0, 1.0).float().numpy()
-        return CraftResult(np.ascontiguousarray(xp), extra={"lsp": {"patch_size": patch}})
+        out = np.empty((len(x), *train.shape), dtype=np.float32)
+        for s in range(0, len(x), chunk):
+            d = scale_to_budget(upsample(grid[s:s + chunk], patch, train.shape[1:]), threat)
+            out[s:s + len(d)] = torch.clamp(x[s:s + len(d)].double() + d, 0.0, 1.0).float().numpy()
+        return CraftResult(out, extra={"lsp": {"patch_size": patch}})
