@@ -1,8 +1,17 @@
-"""Delusive attacks (Section 4 of the paper): P1-P5 and ``clean``, and the verified poison artifact."""
+"""Delusive attacks (Section 4 of the paper): P1-P5, L2C and ``clean``; the field's poisons EM, EM-class, REM, TAP,
+SEP, AR, LSP, OPS and CUDA (docs/attacks.md); and the verified poison artifact."""
 
+from delusive.attacks import ar as _ar  # noqa: F401  (registers AR)
+from delusive.attacks import conv_unlearnable as _conv_unlearnable  # noqa: F401  (registers CUDA)
+from delusive.attacks import em as _em  # noqa: F401  (registers EM, EM-class)
 from delusive.attacks import l2c as _l2c  # noqa: F401  (registers L2C)
+from delusive.attacks import lsp as _lsp  # noqa: F401  (registers LSP)
+from delusive.attacks import ops as _ops  # noqa: F401  (registers OPS)
 from delusive.attacks import per_sample as _per_sample  # noqa: F401  (registers P1, P2)
+from delusive.attacks import rem as _rem  # noqa: F401  (registers REM)
+from delusive.attacks import sep as _sep  # noqa: F401  (registers SEP)
 from delusive.attacks import simple as _simple  # noqa: F401  (registers clean, P5)
+from delusive.attacks import tap as _tap  # noqa: F401  (registers TAP)
 from delusive.attacks import universal as _universal  # noqa: F401  (registers P3, P4)
 from delusive.attacks.artifact import (
     STORAGES,

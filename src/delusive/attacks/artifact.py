@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,26 @@ ABS_TOL = 1e-5  # float32 round-off allowance when recomputing δ from stored fl
 
 class BudgetError(ValueError):
     """The perturbed set breaks its contract (labels changed, box or ε exceeded)."""
+
+
+#: attack name -> check(manifest, images, clean_x, labels) -> problems: what an attack's artifact must satisfy
+#: beyond the norm budget (OPS: the changed pixel is the class's recorded one; CUDA: the images are the
+#: recorded class filters applied to the clean images). Run when an artifact is built and when it is verified.
+Verifier = Callable[[dict[str, Any], np.ndarray, np.ndarray, np.ndarray], list[str]]
+VERIFIERS: dict[str, Verifier] = {}
+
+
+def register_verifier(attack: str, check: Verifier) -> None:
+    VERIFIERS[attack] = check
+
+
+def attack_problems(manifest: dict[str, Any], images: np.ndarray, clean: ArrayDataset,
+                    labels: np.ndarray) -> list[str]:
+    """The problems the attack's own verifier finds (none when the attack has no verifier)."""
+    check = VERIFIERS.get(str(manifest.get("attack")))
+    if check is None or images.shape != clean.x.shape or labels.shape != clean.y.shape:
+        return []
+    return check(manifest, images, clean.x, labels)
 
 
 @dataclass
@@ -298,6 +319,10 @@ def build_artifact(clean: ArrayDataset, poisoned: np.ndarray, threat: ThreatMode
         manifest.update(extra)
     manifest = json.loads(stable_json(manifest))
     manifest["payload_sha256"] = payload_hash(files, manifest)
+    own = attack_problems(manifest, images, clean, labels)
+    if own:
+        raise BudgetError(f"attack {attack}: refusing to write an artifact that breaks its construction: "
+                          + "; ".join(own))
     art = PoisonArtifact(images, labels, manifest, class_deltas, mask, dict(files))
     art._payload = payload  # type: ignore[attr-defined]
     return art
@@ -512,6 +537,7 @@ def verify_artifact(path: str | Path | PoisonArtifact, clean: ArrayDataset,
         problems.append(f"the artifact was made from a different dataset (source sha256 "
                         f"{str(art.manifest.get('source_sha256'))[:16]}…, clean set {clean.sha256()[:16]}…)")
     report = check_budget(clean, art.images, art.labels, expected if expected is not None else art.threat())
+    report.problems += attack_problems(art.manifest, art.images, clean, art.labels)
     report.problems = problems + report.problems
     report.ok = not report.problems
     return report

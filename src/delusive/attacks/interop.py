@@ -115,37 +115,122 @@ def read_png_folder(folder: str | Path, clean: ArrayDataset) -> np.ndarray:
     return images
 
 
+def _read_array_file(src: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(array, labels or None) from ``.npy``, ``.npz`` (an image/noise array under ``x``/``data``/``noise``/
+    ``perturbation``/``images`` and optional ``y``/``labels``/``targets``) or ``.pt``/``.pth`` (a tensor saved with
+    ``torch.save``, as Huang et al. release EM noise, read with ``weights_only=True``); nothing is unpickled."""
+    try:
+        if src.suffix in (".pt", ".pth"):
+            from delusive.models import load_state_dict_file
+
+            obj = load_state_dict_file(src, "tensor file")
+            import torch
+
+            if not isinstance(obj, torch.Tensor):
+                raise ValueError(f"{src}: expected one tensor saved with torch.save, got {type(obj).__name__}")
+            return obj.detach().cpu().numpy(), None
+        if src.suffix == ".npy":  # the header's shape must account for the file's size (nothing allocated first)
+            return read_npy(src)[0], None
+        with open_regular(src) as f:
+            data = np.load(f, allow_pickle=False)
+            if isinstance(data, np.lib.npyio.NpzFile):
+                keys = set(data.files)
+                xk = next((k for k in ("x", "data", "noise", "perturbation", "images") if k in keys), None)
+                if xk is None:
+                    raise ValueError(f"{src}: no image or noise array (expected one of x, data, noise, perturbation, "
+                                     f"images; found {sorted(keys)})")
+                yk = next((k for k in ("y", "labels", "targets") if k in keys), None)
+                return data[xk], (data[yk] if yk is not None else None)
+            return data, None
+    except UnsafeFileError:
+        raise
+    except (ValueError, OSError, EOFError) as e:
+        if str(e).startswith(str(src)):
+            raise
+        raise ValueError(f"{src}: not a plain array file ({e})") from e
+
+
+def _channels_first(arr: np.ndarray, clean: ArrayDataset, src: Path) -> np.ndarray:
+    """``arr`` as N×C×H×W (or K×C×H×W): N×H×W×C (CIFAR's and most releases' layout) and N×H×W (grayscale) are
+    transposed to the clean set's layout."""
+    c, h, w = clean.shape
+    if arr.ndim == 4 and arr.shape[1:] == (h, w, c) and arr.shape[1:] != (c, h, w):
+        return arr.transpose(0, 3, 1, 2)
+    if arr.ndim == 3 and c == 1 and arr.shape[1:] == (h, w):
+        return arr[:, None]
+    return arr
+
+
 def import_poison(source: str | Path, clean: ArrayDataset, threat: ThreatModel, *, dataset: str,
                   storage: str | None = None, seed: int = 0, attack: str = "imported",
-                  extra: dict[str, Any] | None = None) -> PoisonArtifact:
-    """Build an artifact from a PNG folder, or from noise in a ``.npy`` (N×C×H×W per sample, or K×C×H×W per
-    class added as clip(x + δ_y)); the budget is checked as for crafted poisons."""
+                  extra: dict[str, Any] | None = None, origin: str | None = None,
+                  claimed_attack: str | None = None) -> PoisonArtifact:
+    """Build an artifact from a PNG folder, or from an array file: noise (N×C×H×W per sample, or K×C×H×W per
+    class added as clip(x + δ_y); N×H×W×C accepted) or uint8 poisoned images (with labels, if the file carries
+    them, that must equal the clean ones). The budget is checked against the clean set as for crafted poisons,
+    and the manifest's ``import`` entry records the provenance: source name and SHA-256, kind, the attack the
+    poison claims to be (``claimed_attack``; the manifest's attack is then "NAME (imported)") and ``origin``
+    (where it came from, e.g. a URL or citation)."""
     src = Path(source)
     class_deltas = None
     poisoned: np.ndarray
     if src.is_dir():
         poisoned = read_png_folder(src, clean)
         kind = "png-folder"
-    elif src.suffix == ".npy":
-        # the header's shape must account for the file's size (a 64-byte file claiming 10^12 images is refused
-        # before anything is allocated), pickle-free, as for an artifact's own arrays
-        noise = read_npy(src)[0]
-        if noise.dtype.kind not in "fiu":
-            raise ValueError(f"{src}: noise must be numbers (float or int), got dtype {noise.dtype}")
-        noise = noise.astype(np.float32)
-        bad = int(np.size(noise) - np.isfinite(noise).sum())
-        if bad:
-            raise ValueError(f"{src}: the noise holds {bad} non-finite value(s) (NaN or inf); a perturbation must "
-                             "be finite")
-        if noise.shape == clean.x.shape:
-            poisoned, kind = np.clip(clean.float_x() + noise, 0, 1), "per-sample-noise"
-        elif noise.shape == (clean.num_classes, *clean.shape):
-            poisoned, kind = np.clip(clean.float_x() + noise[clean.y], 0, 1), "per-class-noise"
-            class_deltas = noise
+    elif src.suffix in (".npy", ".npz", ".pt", ".pth"):
+        arr, labels = _read_array_file(src)
+        arr = _channels_first(np.asarray(arr), clean, src)
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1)
+            if labels.shape != clean.y.shape or not np.array_equal(labels.astype(np.int64), clean.y):
+                bad = np.flatnonzero(labels != clean.y) if labels.shape == clean.y.shape else np.arange(0)
+                raise ValueError(f"{src}: its labels differ from the clean labels ({labels.shape[0]} given for "
+                                 f"{len(clean.y)} images{', e.g. index ' + str(int(bad[0])) if bad.size else ''}); "
+                                 "a delusive poison never relabels")
+        if arr.dtype == np.uint8 and arr.shape == clean.x.shape:
+            poisoned, kind = arr, "poisoned-images"
+        elif arr.shape == clean.x.shape and arr.dtype.kind == "f" and float(np.nanmin(arr)) >= 0 and \
+                float(np.nanmax(arr)) > 1.0 + 1e-6 and float(np.nanmax(arr)) <= 255:
+            raise ValueError(f"{src}: float values up to {float(np.nanmax(arr)):g}: save poisoned images as uint8 "
+                             "or noise in the [0, 1] pixel scale")
         else:
-            raise ValueError(f"{src}: noise shape {noise.shape} is neither per-sample {clean.x.shape} nor "
-                             f"per-class {(clean.num_classes, *clean.shape)}")
+            if arr.dtype.kind not in "fiu":
+                raise ValueError(f"{src}: noise must be numbers (float or int), got dtype {arr.dtype}")
+            noise = arr.astype(np.float32)
+            bad = int(np.size(noise) - np.isfinite(noise).sum())
+            if bad:
+                raise ValueError(f"{src}: the noise holds {bad} non-finite value(s) (NaN or inf); a perturbation "
+                                 "must be finite")
+            if noise.shape == clean.x.shape:
+                poisoned, kind = np.clip(clean.float_x() + noise, 0, 1), "per-sample-noise"
+            elif noise.shape == (clean.num_classes, *clean.shape):
+                poisoned, kind = np.clip(clean.float_x() + noise[clean.y], 0, 1), "per-class-noise"
+                class_deltas = noise
+            else:
+                raise ValueError(f"{src}: array shape {noise.shape} is neither per-sample {clean.x.shape} nor "
+                                 f"per-class {(clean.num_classes, *clean.shape)} (N×H×W×C is accepted too)")
     else:
-        raise ValueError(f"{src}: expected a folder of PNGs with labels.csv or a .npy noise file")
+        raise ValueError(f"{src}: expected a folder of PNGs with labels.csv, or an array file (.npy, .npz, .pt/.pth) "
+                         "of noise or of uint8 poisoned images")
+    if claimed_attack:
+        attack = f"{claimed_attack} (imported)"
+    provenance = {"source": str(src), "source_name": src.name, "kind": kind, "source_sha256": _source_hash(src),
+                  "claimed_attack": claimed_attack, "origin": origin}
     return build_artifact(clean, poisoned, threat, attack=attack, attack_params={"source": str(src), "kind": kind},
-                          dataset=dataset, seed=seed, storage=storage, class_deltas=class_deltas, extra=extra)
+                          dataset=dataset, seed=seed, storage=storage, class_deltas=class_deltas,
+                          extra={**(extra or {}), "import": provenance})
+
+
+def _source_hash(src: Path) -> str:
+    """SHA-256 of what was imported: the file, or for a PNG folder labels.csv and every file it lists, in order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    if src.is_dir():
+        table = read_regular_bytes(member(src, "labels.csv", "table"))
+        h.update(table)
+        for row in csv.DictReader(io.StringIO(table.decode("utf-8", errors="replace"), newline="")):
+            h.update(read_regular_bytes(member(src, row["filename"], "file")))
+    else:
+        h.update(read_regular_bytes(src))
+    return h.hexdigest()

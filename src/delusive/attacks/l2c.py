@@ -63,7 +63,15 @@ from delusive import runtime
 from delusive.attacks.base import ATTACKS, Attack, CraftResult
 from delusive.attacks.resume import STATE, CraftCheckpoint
 from delusive.data import ArrayDataset
-from delusive.models import create_model, load_model, model_hash, model_kind, model_names, save_model
+from delusive.models import (
+    create_model,
+    load_model,
+    load_state_dict_file,
+    model_hash,
+    model_kind,
+    model_names,
+    save_model,
+)
 from delusive.threat import ThreatModel
 from delusive.utils import config_hash, progress
 from delusive.utils.seeding import derive_seed
@@ -154,12 +162,64 @@ def poison_with_generator(g: nn.Module, x: torch.Tensor, threat: ThreatModel, ch
     return out
 
 
+#: DeepConfuse's CIFAR-10 U-Net (CIFAR/models/unet.py) names its blocks; ``l2c-unet`` is the same network
+UNET_KEYS = {"dconv_down1": "down.0", "dconv_down2": "down.1", "dconv_down3": "down.2", "dconv_down4": "down.3",
+             "dconv_up3": "up.0", "dconv_up2": "up.1", "dconv_up1": "up.2", "conv_last": "head"}
+
+
+def _authors_layout(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, torch.Tensor], int]:
+    """(our arch, the state dict under our key names, input channels) of one of the authors' generators."""
+    if any(k.startswith("dconv_down1.") for k in state):
+        renamed = {}
+        for k, v in state.items():
+            head, _, rest = k.partition(".")
+            renamed[f"{UNET_KEYS.get(head, head)}.{rest}"] = v
+        w = state.get("dconv_down1.0.weight")
+        return "l2c-unet", renamed, int(w.shape[1]) if isinstance(w, torch.Tensor) and w.dim() == 4 else 3
+    return "l2c-mnist-ae", dict(state), 1
+
+
+def load_authors_generator(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The authors' released generators, bare ``torch.save(state_dict)`` files of kingfengji/DeepConfuse, read with
+    ``weights_only=True`` (no pickled code runs) and loaded key for key: the MNIST autoencoder
+    (MNIST/pretrained/atkmnist_best.pt, ε 0.3) into ``l2c-mnist-ae``, the CIFAR-10 U-Net
+    (CIFAR/pretrained/atk.0.032.best.pth, ε 0.032; blocks ``dconv_down1``… renamed) into ``l2c-unet``."""
+    p = Path(path)
+    state = load_state_dict_file(p, "generator state dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f"generator: {p} is not a state dict (a mapping of names to tensors)")
+    arch, state, channels = _authors_layout(state)
+    size = (28, 28) if arch == "l2c-mnist-ae" else (32, 32)
+    g = create_model(arch, 10, channels, size, seed=0)
+    expected = set(g.state_dict())
+    # state dicts saved before torch 0.4.1 lack BatchNorm's num_batches_tracked counters; nothing reads them
+    missing = {k for k in expected - set(state) if not k.endswith("num_batches_tracked")}
+    unexpected = set(state) - expected
+    if missing or unexpected:
+        raise ValueError(f"generator: {p} is neither an L2C generator saved by delusive (no "
+                         f"{p.with_suffix('.json').name} beside it) nor one of the authors' generators (their MNIST "
+                         f"autoencoder or CIFAR-10 U-Net state dict; keys differ from {arch}'s: {len(missing)} "
+                         f"missing, {len(unexpected)} unexpected, e.g. {sorted(missing | unexpected)[:3]})")
+    try:
+        g.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise ValueError(f"generator: {p}: tensor shapes differ from the authors' {arch} "
+                         f"({' '.join(str(e).split())[:200]})") from None
+    g.eval()
+    return g, {"arch": arch, "num_classes": 10, "in_channels": channels, "image_size": list(size),
+               "format": "deepconfuse-state-dict"}
+
+
 def load_generator(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A generator saved by L2C (``generator.pt``, or the artifact directory holding it), hash-checked and
-    loaded with ``weights_only=True``; a model of another kind is refused."""
+    loaded with ``weights_only=True``; a model of another kind is refused. A ``.pt``/``.pth`` file with no
+    description beside it is read as the authors' released generator (:func:`load_authors_generator`)."""
     p = Path(path)
     if p.is_dir() and (p / GENERATOR_FILE).exists():
         p = p / GENERATOR_FILE
+    if p.is_file() and not p.with_suffix(".json").exists():
+        return load_authors_generator(p)
     model, meta = load_model(p)
     kind = model_kind(meta["arch"])
     if kind != "generator":
@@ -286,7 +346,7 @@ class L2C(Attack):
                                                             "in_channels": c, "image_size": [h, w]}, meta)
         history = meta.get("history") or []
         extra = {"generator": {
-            "arch": arch, "sha256": model_hash(g),
+            "arch": arch, "sha256": model_hash(g), "format": meta.get("format", "delusive"),
             "file": GENERATOR_FILE if work_dir is not None else None,
             "trained": self.generator is None, "source": self.generator,
             "train_config": meta.get("train_config"), "train_seed": meta.get("seed"),

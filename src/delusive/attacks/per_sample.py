@@ -33,6 +33,10 @@ class _PerSample(Attack):
     def targets(self, y: torch.Tensor, num_classes: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def crafting_fn(self, model: torch.nn.Module, seed: int, start: int) -> torch.nn.Module:
+        """The function PGD descends for the batch starting at ``start`` (P1/P2: the model; TAP: augmented)."""
+        return model
+
     def craft(self, train, threat, model, seed=0, work_dir=None):  # type: ignore[no-untyped-def]
         if model is None:
             raise ValueError(f"attack {self.name}: needs a crafting model")
@@ -56,9 +60,9 @@ class _PerSample(Attack):
                 stop = min(start + self.batch_size, n)
                 xb, yb = to_channels_last(x_all[start:stop]), y_all[start:stop]
                 gen = runtime.generator(derive_seed(seed, self.name, start), dev)
-                res = pgd(model, xb, self.targets(yb, train.num_classes), threat, steps=self.steps,
-                          rel_step_size=self.rel_step_size, maximize=False, random_start=self.random_start,
-                          generator=gen, final_eval=False)
+                res = pgd(self.crafting_fn(model, seed, start), xb, self.targets(yb, train.num_classes), threat,
+                          steps=self.steps, rel_step_size=self.rel_step_size, maximize=False,
+                          random_start=self.random_start, generator=gen, final_eval=False)
                 out[start:stop] = res.x_adv.cpu().contiguous().numpy()
                 bar.update(stop - start)
                 if ckpt.due() and stop < n:

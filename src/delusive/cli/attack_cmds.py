@@ -36,7 +36,8 @@ from delusive.threat import NORMS, make_threat
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("poison", help="craft a delusive poison (see --attack) and write a verified artifact")
+    p = sub.add_parser("poison", help="craft a delusive poison (P1-P5, L2C, EM, REM, TAP, SEP, AR, LSP, OPS, CUDA; "
+                       "see --attack) and write a verified artifact")
     p.add_argument("--attack", required=True, choices=attack_names())
     p.add_argument("--dataset", required=True)
     p.add_argument("--data-root", default=None)
@@ -65,8 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crafting-epochs", type=positive_int("--crafting-epochs"), default=None)
     p.add_argument("--cache-dir", default=None, help="crafting-model cache (default $DELUSIVE_CACHE or ~/.cache)")
     p.add_argument("--generator", default=None, metavar="PATH",
-                   help="L2C only: reuse this trained generator (generator.pt of an earlier L2C artifact) instead of "
-                   "training one")
+                   help="L2C only: reuse this trained generator (generator.pt of an earlier L2C artifact, or the "
+                   "authors' released MNIST autoencoder state dict, e.g. DeepConfuse's atkmnist_best.pt at --eps 0.3) "
+                   "instead of training one")
     add_device_args(p, precision_default="fp32", deterministic=True)
     p.set_defaults(func=run_poison)
 
@@ -95,10 +97,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "data_dir=OUT)")
     e.set_defaults(func=run_export)
 
-    i = sub.add_parser("import", help="import a PNG folder, a Hugging Face export or a .npy noise file as a verified "
-                       "artifact")
-    i.add_argument("source", help="folder of PNGs with labels.csv, a folder written by export --format hf, or .npy "
-                   "noise (per-sample or per-class)")
+    i = sub.add_parser("import", help="import a released poison (PNG folder, Hugging Face export, or noise / "
+                       "poisoned-image arrays) as a verified artifact")
+    i.add_argument("source", help="folder of PNGs with labels.csv, a folder written by export --format hf, or an array "
+                   "file: .npy / .npz / .pt noise (per-sample or per-class, N×C×H×W or N×H×W×C) or uint8 poisoned "
+                   "images (.npz may carry labels)")
     i.add_argument("--clean-dataset", required=True)
     i.add_argument("--data-root", default=None)
     i.add_argument("--norm", choices=NORMS, default=None,
@@ -110,6 +113,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--train-subset", type=positive_int("--train-subset"), default=None)
     i.add_argument("--seed", type=seed_int, default=0)
     i.add_argument("--out", required=True)
+    i.add_argument("--attack-name", default=None, metavar="NAME",
+                   help="the attack the poison claims to be (e.g. EM for Huang et al.'s released noise); "
+                   "recorded as 'NAME (imported)' with the source's SHA-256")
+    i.add_argument("--origin", default=None,
+                   help="where the poison came from (URL, citation), recorded in the manifest")
     i.set_defaults(func=run_import)
 
 
@@ -123,7 +131,9 @@ def run_poison(args: argparse.Namespace) -> int:
         resolve_device(args.device)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    threat = make_threat(*resolve_budget(args.dataset, args.norm, args.eps))
+    # no --norm/--eps: the attack's own default budget (AR, LSP, OPS, CUDA, EM, ...) or the dataset's
+    threat = (None if args.norm is None and args.eps is None
+              else make_threat(*resolve_budget(args.dataset, args.norm, args.eps)))
     params = parse_params(args.attack_param, "--attack-param")
     if args.generator is not None:
         if args.attack != "L2C":
@@ -142,6 +152,7 @@ def run_poison(args: argparse.Namespace) -> int:
             raise
         raise UsageError(str(e)) from None
     st = art.manifest["norm_stats"]
+    threat = art.threat()
     print(f"wrote {args.out}: {art.manifest['num_examples']} images, {art.manifest['attack']} "
           f"{threat.norm_name} eps={threat.eps_text}, realised norm min/mean/max "
           f"{st['min']:.4g}/{st['mean']:.4g}/{st['max']:.4g}, payload sha256 {art.manifest['payload_sha256'][:16]}…")
@@ -205,7 +216,8 @@ def run_import(args: argparse.Namespace) -> int:
     subset = {"size": args.train_subset, "seed": args.seed} if args.train_subset else None
     clean = clean_training_set(args.clean_dataset, args.data_root, subset)
     art = import_poison(args.source, clean, make_threat(args.norm, args.eps), dataset=args.clean_dataset,
-                        storage=args.storage, seed=args.seed, extra={"subset": subset})
+                        storage=args.storage, seed=args.seed, extra={"subset": subset}, origin=args.origin,
+                        claimed_attack=args.attack_name)
     save_artifact(art, args.out)
     print(f"wrote {args.out}: imported {art.manifest['attack_params']['kind']}, {len(art.labels)} images, "
           f"max norm {art.manifest['norm_stats']['max']:.6g}")

@@ -21,11 +21,11 @@ from delusive.attacks import (
     save_artifact,
     verify_artifact,
 )
-from delusive.attacks.defaults import default_attack_params, resolve_schedule
+from delusive.attacks.defaults import attack_budget, default_attack_params, fixed_budget, resolve_schedule
 from delusive.attacks.resume import clear_craft_state
 from delusive.data import ArrayDataset, holdout_split, load_dataset
 from delusive.experiments.crafting import crafting_config, describe_user_model, get_crafting_model
-from delusive.threat import ThreatModel
+from delusive.threat import ThreatModel, default_budget, make_threat
 from delusive.utils import atomic_write_json
 
 
@@ -136,10 +136,25 @@ def clean_training_set(dataset: str, data_root: str | None, subset: dict[str, in
     return ds
 
 
+def resolve_attack_threat(attack: str, dataset: str, shape: tuple[int, ...], threat: ThreatModel | None) -> ThreatModel:
+    """The budget to craft ``attack`` in: the fixed one of OPS/CUDA (a different one given is an error), else
+    ``threat``, else the attack's own default (``attacks/defaults.attack_budget``), else the dataset's."""
+    fixed = fixed_budget(attack)
+    if fixed is not None:
+        ft = make_threat(*fixed)
+        if threat is not None and threat.describe() != ft.describe():
+            raise ValueError(f"attack {attack}: its budget is fixed ({ft.norm_name} eps={ft.eps_text}); got "
+                             f"{threat.norm_name} eps={threat.eps_text} (drop --norm/--eps)")
+        return ft
+    if threat is not None:
+        return threat
+    return make_threat(*(attack_budget(attack, dataset, shape) or default_budget(dataset)))
+
+
 def make_poison(
     attack: str,
     dataset: str,
-    threat: ThreatModel,
+    threat: ThreatModel | None,
     out: str | Path,
     *,
     data_root: str | None = None,
@@ -178,6 +193,7 @@ def make_poison(
     precision = runtime.resolve_precision(precision, dev)
     if hasattr(atk, "precision"):
         atk.precision = precision
+    threat = resolve_attack_threat(attack, dataset, train.shape, threat)
     info: dict[str, Any] | None = None
     if atk.needs_model:
         if model is not None:

@@ -283,6 +283,15 @@ def spec_position(record: dict[str, Any]) -> tuple[int, ...]:
     return (*(int(order.get(k, 0)) for k in ("dataset", "model", "defense", "attack")), int(record.get("seed") or 0))
 
 
+def with_attack_label(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with ``attack`` as tables show it (:func:`delusive.attacks.defaults.attack_label`)."""
+    from delusive.attacks.defaults import attack_label
+
+    params = ((record.get("config") or {}).get("poison") or {}).get("params")
+    label = attack_label(str(record.get("attack")), params)
+    return record if label == record.get("attack") else {**record, "attack": label}
+
+
 def write_report(records: list[dict[str, Any]], out_dir: str | Path, title: str = "") -> dict[str, Path]:
     """table.md / table.csv / figure.png (Figure 4) / curves.png for every sweep, and the files of each study
     layout whose axis the records carry (see :func:`report_studies.write_studies`); returns every path.
@@ -293,6 +302,7 @@ def write_report(records: list[dict[str, Any]], out_dir: str | Path, title: str 
     if not records:
         raise ValueError(f"{out_dir}: no finished cells to report")
     records = sorted(records, key=spec_position)   # tables and panels in the spec's order, not finish order
+    records = [with_attack_label(r) for r in records]  # "L2C (CPU schedule)" is not the authors' L2C
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"# {title or 'Sweep report'}\n", f"Configuration (from the records): {run_config(records)}.\n"]

@@ -23,7 +23,7 @@ from delusive.utils.safeyaml import load_yaml_file, load_yaml_text
 TOP_KEYS = {"name", "description", "datasets", "data_root", "train_subset", "attacks", "attack_budget",
             "attack_params", "reference_schedule", "storage", "crafting", "defenses", "models", "train", "eval",
             "seeds", "device", "compile", "extra_clean", "poison_fraction", "resources", "deterministic",
-            "craft_precision", "checkpoint_every", "checkpoint_minutes"}
+            "craft_precision", "checkpoint_every", "checkpoint_minutes", "attack_budgets"}
 DEFENSE_KEYS = {"name", "label", "norm", "eps", "params", "region"}
 REGIONS = ("top", "bottom", "left", "right")
 BUDGET_KEYS = {"norm", "eps"}
@@ -106,6 +106,9 @@ class Spec:
     craft_precision: str = "fp32"  # autocast of P1-P4/L2C crafting; part of the poison's identity when not fp32
     checkpoint_every: int = 1  # epochs between training checkpoints (always at the end); not part of the identity
     checkpoint_minutes: float | None = None  # or once this many minutes have passed
+    # per-attack budgets overriding attack_budget (AR and LSP are ℓ2 attacks beside ℓ∞ ones); OPS and CUDA always
+    # take their fixed budgets (attacks/defaults.fixed_budget)
+    attack_budgets: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,9 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
         craft_precision=str(craft_precision),
         checkpoint_every=int(ck_every),
         checkpoint_minutes=None if ck_min is None else float(ck_min),
+        attack_budgets={str(a): _budget(b, f"{source}.attack_budgets.{a}") for a, b in
+                        _check_keys(d.get("attack_budgets", {}), set(attack_names()),
+                                    f"{source}.attack_budgets").items()},
     )
     _validate_components(spec, source)
     return spec
@@ -447,6 +453,17 @@ def eval_config(spec: Spec) -> dict[str, Any]:
     return eval_plan(spec).to_dict()
 
 
+def poison_budget(spec: Spec, attack: str) -> dict[str, str]:
+    """The budget ``attack`` is crafted in: OPS's and CUDA's fixed one, else ``attack_budgets``, else
+    ``attack_budget``."""
+    from delusive.attacks.defaults import fixed_budget
+
+    fixed = fixed_budget(attack)
+    if fixed is not None:
+        return {"norm": fixed[0], "eps": fixed[1]}
+    return dict(spec.attack_budgets.get(attack, spec.attack_budget))
+
+
 def expand(spec: Spec) -> list[Cell]:
     """All cells of a spec, in a stable order (dataset, attack, defense, model, seed).
 
@@ -465,12 +482,12 @@ def expand(spec: Spec) -> list[Cell]:
         params = default_attack_params(attack, dataset, spec.reference_schedule)
         params.update(spec.attack_params.get(attack, {}))
         crafting = None
-        if attack in ("P1", "P2", "P3", "P4"):
+        if attack in ("P1", "P2", "P3", "P4", "TAP"):  # the attacks that take a (cached) crafting model
             crafting = {"arch": spec.crafting.get("arch", "small-cnn"),
                         "train": crafting_train_config(spec, seed).to_dict()}
             if spec.crafting.get("val_size"):
                 crafting["val_size"] = int(spec.crafting["val_size"])
-        poison = {"dataset": dataset, "attack": attack, "budget": spec.attack_budget, "params": params,
+        poison = {"dataset": dataset, "attack": attack, "budget": poison_budget(spec, attack), "params": params,
                   "storage": spec.storage, "seed": seed, "train_subset": spec.train_subset, "crafting": crafting}
         if spec.craft_precision != "fp32" and attack in ("P1", "P2", "P3", "P4", "L2C"):
             poison["precision"] = spec.craft_precision  # enters the identity only when used

@@ -104,6 +104,12 @@ def _torch_load(path: Path, what: str) -> Any:
         raise ValueError(f"{path}: not a valid delusive {what} ({_why(e)})") from e
 
 
+def load_state_dict_file(path: str | Path, what: str = "state dict") -> Any:
+    """The content of a ``torch.save`` file read with ``weights_only=True`` (tensors and plain containers only;
+    anything else is a one-line ValueError naming the file): for weights saved by other people's code."""
+    return _torch_load(Path(path), what)
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a saved model in eval mode and return it with its spec, refusing a file whose weights do not
     hash to the ``weights_sha256`` recorded when it was saved. ``path`` is a weights file (``.safetensors`` or

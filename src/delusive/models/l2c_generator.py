@@ -78,3 +78,35 @@ def l2c_unet(num_classes: int, in_channels: int, image_size: ImageSize) -> nn.Mo
 def l2c_unet_small(num_classes: int, in_channels: int, image_size: ImageSize) -> nn.Module:
     """The CPU-sized generator for 28×28 images; ``num_classes`` is ignored."""
     return UNetGenerator(in_channels, width=8, depth=2)
+
+
+class DeepConfuseMNISTAutoencoder(nn.Module):
+    """The authors' MNIST generator (kingfengji/DeepConfuse, MNIST/models.py ``Autoencoder``), laid out so that
+    their released state dict (MNIST/pretrained/atkmnist_best.pt) loads key for key: a strided conv encoder
+    (1→16→64 channels, 28×28 → 2×2) and a transposed-conv decoder back to 1×28×28, BN throughout, tanh output.
+    Only 1×28×28 inputs give a 28×28 output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 16, 3, stride=3, padding=1), nn.BatchNorm2d(16), nn.ReLU(True), nn.MaxPool2d(2, stride=2),
+            nn.Conv2d(16, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(True), nn.MaxPool2d(2, stride=1),
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(64, 128, 3, stride=2), nn.BatchNorm2d(128), nn.ReLU(True),
+            nn.ConvTranspose2d(128, 64, 5, stride=3, padding=1), nn.BatchNorm2d(64), nn.ReLU(True),
+            nn.ConvTranspose2d(64, 1, 2, stride=2, padding=1), nn.BatchNorm2d(1), nn.Tanh(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nan_to_num(self.decoder(self.encoder(x)), nan=0.0)
+
+
+@register_model("l2c-mnist-ae", kind=GENERATOR_KIND)
+def l2c_mnist_ae(num_classes: int, in_channels: int, image_size: ImageSize) -> nn.Module:
+    """DeepConfuse's MNIST autoencoder (1×28×28 only); ``num_classes`` is ignored."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if in_channels != 1 or tuple(size) != (28, 28):
+        raise ValueError(f"l2c-mnist-ae: the authors' MNIST autoencoder takes 1×28×28 images, got "
+                         f"{in_channels}×{size[0]}×{size[1]}")
+    return DeepConfuseMNISTAutoencoder()

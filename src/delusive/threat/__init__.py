@@ -3,11 +3,13 @@
 from delusive.threat.balls import L2Ball, LinfBall, ThreatModel
 from delusive.threat.defaults import DEFAULT_BUDGETS, default_budget
 from delusive.threat.factory import NORMS, covers, make_threat
+from delusive.threat.l0 import L0Ball
 from delusive.threat.masked import Masked, half_mask
 
 __all__ = [
     "DEFAULT_BUDGETS",
     "NORMS",
+    "L0Ball",
     "L2Ball",
     "LinfBall",
     "Masked",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from delusive.threat.balls import L2Ball, LinfBall, ThreatModel
+from delusive.threat.l0 import L0Ball
 from delusive.threat.masked import Masked
 from delusive.utils import parse_fraction
 
@@ -14,6 +15,9 @@ _ALIASES = {"linf": "linf", "l_inf": "linf", "inf": "linf", "li": "linf", "l2": 
 
 def make_threat(norm: str, eps: str | float, mask: torch.Tensor | None = None) -> ThreatModel:
     """``norm`` in {linf, l2}; ``eps`` a number or a fraction string; optional region ``mask``."""
+    if str(norm).lower() == "l0":  # a pixel count (OPS); not offered as a --norm of attacks or defenses
+        base0: ThreatModel = L0Ball(parse_fraction(eps, "eps"), eps if isinstance(eps, str) else repr(float(eps)))
+        return Masked(base0, mask) if mask is not None else base0
     key = _ALIASES.get(str(norm).lower())
     if key is None:
         raise ValueError(f"norm: expected one of {', '.join(NORMS)}, got {norm!r}")
@@ -56,6 +60,10 @@ def covers(defense: ThreatModel, attack: ThreatModel, dim: int) -> bool:
         elif not bool(dm.all()):
             return False
     tol = 1e-12
+    if isinstance(a, L0Ball):  # k whole pixels, each anywhere in [0,1]^C (C <= 3): a radius-1 ℓ∞ or √(3k) ℓ2 ball
+        return isinstance(d, LinfBall) and d.eps + tol >= 1 or isinstance(d, L2Ball) and d.eps + tol >= (3 * a.k) ** 0.5
+    if isinstance(d, L0Ball):  # an ℓ0 defense covers only an ℓ0 attack of no more pixels
+        return isinstance(a, L0Ball) and d.k >= a.k
     if isinstance(d, LinfBall):
         return d.eps + tol >= a.eps
     if isinstance(d, L2Ball) and isinstance(a, L2Ball):
