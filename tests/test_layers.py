@@ -23,11 +23,12 @@ ALLOWED: dict[str, set[str]] = {
     "attacks": {"attacks", "data", "threat", "perturb", "models", "runtime"} | BASE,
     "defenses": {"defenses", "data", "threat", "perturb", "models", "runtime"} | BASE,
     "evaluation": {"evaluation", "data", "threat", "perturb", "models", "runtime"} | BASE,
-    "experiments": {"experiments", "attacks", "defenses", "evaluation", "data", "threat", "perturb", "models",
-                    "runtime", "theory"} | BASE,
+    "inspect": {"inspect", "evaluation", "data", "threat", "perturb", "models", "runtime"} | BASE,
+    "experiments": {"experiments", "attacks", "defenses", "evaluation", "inspect", "data", "threat", "perturb",
+                    "models", "runtime", "theory"} | BASE,
     "__main__": {"cli"},  # ``python -m delusive``: the command line and nothing else
-    "cli": {"cli", "experiments", "attacks", "defenses", "evaluation", "data", "threat", "perturb", "models",
-            "runtime", "theory"} | BASE,
+    "cli": {"cli", "experiments", "attacks", "defenses", "evaluation", "inspect", "data", "threat", "perturb",
+            "models", "runtime", "theory"} | BASE,
 }
 FORBIDDEN_THIRD_PARTY = {"theory": {"torch"}, "utils": {"torch"}, "registry": {"torch"}, "config": {"torch"}}
 
