@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--reference {args.reference}: images {reference.shape} with {reference.num_classes} "
                              f"classes do not match the inspected data's {ds.shape} with {ds.num_classes}")
     elif not args.no_shipped_reference:
-        ref = shipped_reference(claimed, norm, eps, args.max_samples)
+        ref = shipped_reference(claimed, norm, eps, args.max_samples, len(ds))
         reference = {**ref, "source": f"shipped reference of clean {claimed}"} if ref else None
     result = inspect_dataset(ds, cfg, reference)
     write_report(result, ds, out)
