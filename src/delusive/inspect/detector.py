@@ -85,9 +85,11 @@ def _subsample(ds: ArrayDataset, cap: int, seed: int) -> np.ndarray:
 
 
 def _robust_z(v: torch.Tensor) -> torch.Tensor:
+    """(v − median) / scale, scale = 1.4826·MAD, floored at 5% of the standard deviation: where most values
+    are equal (a set every probe fits perfectly) the MAD is 0 and would blow the few others up to 10^5."""
     med = v.median()
-    mad = (v - med).abs().median() * 1.4826
-    return (v - med) / (mad + 1e-8 + 1e-3 * v.abs().mean())
+    scale = torch.maximum((v - med).abs().median() * 1.4826, 0.05 * v.std())
+    return (v - med) / (scale + 1e-8)
 
 
 def dataset_signals(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: InspectConfig,
