@@ -23,14 +23,15 @@ ALLOWED: dict[str, set[str]] = {
     "attacks": {"attacks", "data", "threat", "perturb", "models", "runtime"} | BASE,
     "defenses": {"defenses", "data", "threat", "perturb", "models", "runtime"} | BASE,
     "evaluation": {"evaluation", "data", "threat", "perturb", "models", "runtime"} | BASE,
-    "experiments": {"experiments", "attacks", "defenses", "evaluation", "data", "threat", "perturb", "models",
-                    "runtime", "theory"} | BASE,
+    "inspect": {"inspect", "evaluation", "data", "threat", "perturb", "models", "runtime"} | BASE,
+    "experiments": {"experiments", "attacks", "defenses", "evaluation", "inspect", "data", "threat", "perturb",
+                    "models", "runtime", "theory"} | BASE,
     # the public Python API (re-exported by delusive/__init__.py): a thin shell over the layers below
-    "api": {"api", "experiments", "attacks", "defenses", "evaluation", "data", "threat", "perturb", "models",
-            "runtime"} | BASE,
+    "api": {"api", "experiments", "attacks", "defenses", "evaluation", "inspect", "data", "threat", "perturb",
+            "models", "runtime"} | BASE,
     "__main__": {"cli"},  # ``python -m delusive``: the command line and nothing else
-    "cli": {"cli", "experiments", "attacks", "defenses", "evaluation", "data", "threat", "perturb", "models",
-            "runtime", "theory"} | BASE,
+    "cli": {"cli", "experiments", "attacks", "defenses", "evaluation", "inspect", "data", "threat", "perturb",
+            "models", "runtime", "theory"} | BASE,
 }
 FORBIDDEN_THIRD_PARTY = {"theory": {"torch"}, "utils": {"torch"}, "registry": {"torch"}, "config": {"torch"}}
 

@@ -22,7 +22,7 @@ from types import TracebackType
 from delusive import __version__
 from delusive.cli.common import UsageError
 
-_COMMANDS = ("train", "evaluate", "data", "attack_cmds", "experiment_cmds", "theory")
+_COMMANDS = ("train", "evaluate", "data", "attack_cmds", "experiment_cmds", "theory", "inspect_cmd")
 
 # OS reasons in the words a user searches for; the rest use the OS's own text (strerror).
 _REASONS = {
