@@ -52,8 +52,8 @@ CASES: list[Case] = [
     C("x.eval-fab-t-2cls", ["eval", "o/two", *TWO, "--attack", "fab-t"], 0,
       r"evaluation: fab-t \(fab-t\), linf ε=0\.1, 2 steps", setup=lambda d, sh: _two_class(d), verdict="extra"),
     C("x.eval-apgd-t-2cls", ["eval", "o/two", *TWO, "--attack", "apgd-t"], 1,
-      r"attack apgd-t: the targeted DLR loss needs at least 4 classes, the model has 2; use apgd-ce, apgd, fab-t, "
-      r"square or autoattack", setup=lambda d, sh: _two_class(d), verdict="extra"),
+      r"--eval-attack apgd-t: needs at least 4 classes \(the targeted DLR loss\), the dataset has 2; use apgd-ce, "
+      r"apgd, fab-t, square or autoattack", setup=lambda d, sh: _two_class(d), verdict="extra"),
     C("x.eval-autoattack-2cls", ["eval", "o/two", *TWO, "--attack", "autoattack"], 0,
       r"evaluation: autoattack \(apgd-ce → fab-t → square\)", setup=lambda d, sh: _two_class(d),
       verdict="extra"),

@@ -77,9 +77,10 @@ def test_hyperplane_box_projection_is_the_minimum_norm_point(norm):
             assert res.success
             assert float(delta.abs().max()) == pytest.approx(res.fun, abs=1e-7)
         else:
-            res = minimize(lambda v: float(v @ v), np.zeros(d), bounds=bounds, method="SLSQP",
-                           constraints=[{"type": "eq", "fun": lambda v, ww=ww, cc=cc: ww @ v - cc}],
-                           options={"ftol": 1e-14})
+            res = minimize(lambda v: float(v @ v), np.zeros(d), jac=lambda v: 2 * v, bounds=bounds, method="SLSQP",
+                           constraints=[{"type": "eq", "fun": lambda v, ww=ww, cc=cc: ww @ v - cc,
+                                         "jac": lambda v, ww=ww: ww}],
+                           options={"ftol": 1e-14, "maxiter": 2000})
             assert res.success
             assert float(delta.norm()) == pytest.approx(float(np.sqrt(res.fun)), abs=1e-6)
 

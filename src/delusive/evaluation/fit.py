@@ -28,7 +28,8 @@ def check_eval_attack(attack: str | None, num_classes: int, option: str = "--eva
     if num_classes < need:
         name = f"the dataset {dataset}" if dataset else "the dataset"
         raise ValueError(f"{option} {attack}: needs at least {need} classes (the targeted DLR loss), {name} "
-                         f"has {num_classes}; use apgd-ce or autoattack (APGD-CE alone below 4 classes)")
+                         f"has {num_classes}; use apgd-ce, apgd, fab-t, square or autoattack (which leave APGD-T "
+                         "out below 4 classes)")
 
 
 def _shape_text(c: object, hw: object) -> str:
