@@ -19,7 +19,8 @@ def _tensors():
     g = torch.Generator().manual_seed(0)  # test-side data; the runtime rule covers src/ only
     return {"w": torch.randn(3, 4, generator=g), "b16": torch.randn(5, generator=g).to(torch.bfloat16),
             "n": torch.arange(6, dtype=torch.int64).reshape(2, 3), "flag": torch.tensor([True, False]),
-            "empty": torch.zeros(0, 2)}
+            "empty": torch.zeros(0, 2), "scalar": torch.tensor(7, dtype=torch.int64),
+            "scalar16": torch.tensor(1.5, dtype=torch.bfloat16)}
 
 
 def test_round_trip_keeps_every_dtype_and_value(tmp_path):
@@ -80,6 +81,17 @@ def test_model_saved_as_safetensors_loads_with_its_config(tmp_path):
     save_file(t, tmp_path / "model.safetensors", md)
     with pytest.raises(ValueError, match="do not match the weights_sha256"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("arch", ["small-cnn-bn", "small-resnet"])
+def test_a_batchnorm_model_round_trips(tmp_path, arch):
+    """BatchNorm keeps a 0-dim ``num_batches_tracked``: the writer must store 0-dim tensors too."""
+    m = create_model(arch, 4, 1, 16, seed=0)
+    m.train()(torch.rand(8, 1, 16, 16))  # move the running statistics and the counter off their initial values
+    save_model(m, tmp_path / "model.safetensors", {**SPEC, "arch": arch})
+    back, _ = load_model(tmp_path)
+    for (k, a), b in zip(m.state_dict().items(), back.state_dict().values(), strict=True):
+        assert a.shape == b.shape and torch.equal(a, b), k
 
 
 def test_old_model_pt_directory_still_loads_and_a_pickle_in_it_is_refused(tmp_path):

@@ -48,7 +48,9 @@ def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] 
         t = tensors[name].detach().cpu().contiguous()
         if t.dtype not in _NAMES:
             raise ValueError(f"safetensors: tensor {name!r} has unsupported dtype {t.dtype}")
-        raw = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""  # bf16 has no numpy dtype: view bytes
+        # bf16 has no numpy dtype: view the bytes (flattened first: a 0-dim tensor, e.g. BatchNorm's
+        # num_batches_tracked, cannot change its element size in place)
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         header[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
         chunks.append(raw)
         offset += len(raw)
