@@ -76,6 +76,6 @@ def collapse_reason(train_loss: float, top_share: float, num_classes: int, check
     return None
 
 
-REMEDY = ("the model predicts (nearly) one class: adversarial training has collapsed to the trivial solution; "
-          "ramp eps up (--eps-ramp 0.25), warm the learning rate up (--lr-warmup 0.1), lower --lr, or use a model "
-          "with BatchNorm (e.g. --model small-cnn-bn)")
+REMEDY = ("the model predicts (nearly) one class: the run has collapsed to the trivial solution; lower --lr, "
+          "warm the learning rate up (--lr-warmup 0.1), use a model with BatchNorm (e.g. --model small-cnn-bn), "
+          "or for adversarial training ramp eps up for longer (--eps-ramp 0.5)")
