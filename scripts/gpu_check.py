@@ -102,8 +102,9 @@ def peak_flops(device: torch.device, override_tflops: float | None) -> tuple[flo
         props = torch.cuda.get_device_properties(device)
         guess = props.multi_processor_count * 1024 * 1.7e9  # a rough tensor-core figure for unknown GPUs
         return guess, f"{name}: unknown, estimated from {props.multi_processor_count} SMs"
-    cores = os.cpu_count() or 1
-    return cores * 2.5e9 * 32, f"nominal CPU peak ({cores} cores × 2.5 GHz × 32 fp32 FLOP/cycle)"
+    # a CPU's peak depends on its vector units (AVX2, AVX-512, AMX bf16 tiles) in ways no fixed formula gets
+    # right: a guess gave MFUs above 100% on this project's CPU. No MFU without a stated peak.
+    return 0.0, "no known peak for a CPU: MFU shown only with --peak-tflops"
 
 
 # --- throughput ------------------------------------------------------------------------------------------
@@ -154,8 +155,8 @@ def throughput_table(device: torch.device, small: bool, peak: float) -> list[dic
                     rows.append({"arch": arch, "batch": batch, "precision": precision, "deterministic": det,
                                  "pgd_steps": pgd_steps, "forward_gflop": fwd / 1e9,
                                  "standard_img_s": st, "pgd_img_s": at,
-                                 "standard_mfu": st * step_flops(fwd, 0) / peak,
-                                 "pgd_mfu": at * step_flops(fwd, pgd_steps) / peak})
+                                 "standard_mfu": st * step_flops(fwd, 0) / peak if peak > 0 else None,
+                                 "pgd_mfu": at * step_flops(fwd, pgd_steps) / peak if peak > 0 else None})
     runtime.set_deterministic(device, False)
     return rows
 
@@ -164,9 +165,12 @@ def table_markdown(rows: list[dict[str, Any]], peak_note: str) -> str:
     k = rows[0]["pgd_steps"] if rows else 10
     head = (f"| model | batch | precision | deterministic | standard img/s | standard MFU | PGD-{k} AT img/s | "
             f"PGD-{k} AT MFU |\n|---|---|---|---|---|---|---|---|\n")
+    def pct(v: float | None) -> str:
+        return "—" if v is None else f"{100 * v:.1f}%"
+
     body = "".join(f"| {r['arch']} | {r['batch']} | {r['precision']} | {'on' if r['deterministic'] else 'off'} | "
-                   f"{r['standard_img_s']:,.0f} | {100 * r['standard_mfu']:.1f}% | {r['pgd_img_s']:,.0f} | "
-                   f"{100 * r['pgd_mfu']:.1f}% |\n" for r in rows)
+                   f"{r['standard_img_s']:,.0f} | {pct(r['standard_mfu'])} | {r['pgd_img_s']:,.0f} | "
+                   f"{pct(r['pgd_mfu'])} |\n" for r in rows)
     return head + body + f"\nMFU = images/s × model FLOPs per image / peak; peak: {peak_note}.\n"
 
 

@@ -865,8 +865,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_case(case: Case, ws: Path, shared: dict[str, Path], capsys, monkeypatch):
+def run_case(case: Case, ws: Path, shared: dict[str, Path], capsys: pytest.CaptureFixture[str],
+             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run one matrix row in ``ws``: its setup, the command (under its simulated fault, expecting its warning),
+    the one-line answer, what must not be left on disk, its extra check, and the rerun after the fault.
+    Every matrix file of the suite runs its rows through this."""
     if case.setup is not None:
         case.setup(ws, shared)
     with monkeypatch.context() as mp:
@@ -887,6 +890,11 @@ def test_case(case: Case, ws: Path, shared: dict[str, Path], capsys, monkeypatch
         assert code == 0, f"{case.id}: the rerun after the fault failed:\n{err}"
         assert re.search(case.rerun, out + err), f"{case.id}: {case.rerun!r} not in\n{out}\n{err}"
         assert not leftovers(ws)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_case(case: Case, ws: Path, shared: dict[str, Path], capsys, monkeypatch):
+    run_case(case, ws, shared, capsys, monkeypatch)
 
 
 def test_the_poison_rerun_after_a_full_disk_verifies(ws, shared, capsys, monkeypatch):

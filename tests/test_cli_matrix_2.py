@@ -48,6 +48,7 @@ from test_cli_matrix import (
     leftovers,
     model_copy,
     replace_fails,
+    run_case,
     sweep_spec,
 )
 
@@ -416,29 +417,10 @@ def shared2(shared, l2c_saved) -> dict[str, Path]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case(case: Case, ws: Path, shared2: dict[str, Path], capsys, monkeypatch):
-    if case.setup is not None:
-        case.setup(ws, shared2)
-    with monkeypatch.context() as mp:
-        if case.fault is not None:
-            case.fault(mp)
-        if case.warns is not None:
-            with pytest.warns(UserWarning, match=case.warns):
-                code, out, err = invoke(case.argv, capsys)
-        else:
-            code, out, err = invoke(case.argv, capsys)
-    check_answer(case, code, out, err)
-    for rel in case.absent:
-        assert not (ws / rel).exists(), f"{case.id}: {rel} exists after the command"
-    if case.check is not None:
-        case.check(ws)
-    if case.rerun is not None:
-        code, out, err = invoke(case.argv, capsys)
-        assert code == 0, f"{case.id}: the rerun after the fault failed:\n{err}"
-        assert re.search(case.rerun, out + err), f"{case.id}: {case.rerun!r} not in\n{out}\n{err}"
-        assert not leftovers(ws)
-        if case.id.startswith("F.01"):
-            _no_checkpoint_left(ws)
-            assert invoke(("verify", "art/l2c"), capsys)[0] == 0
+    run_case(case, ws, shared2, capsys, monkeypatch)
+    if case.rerun is not None and case.id.startswith("F.01"):
+        _no_checkpoint_left(ws)
+        assert invoke(("verify", "art/l2c"), capsys)[0] == 0
 
 
 # --------------------------------------------------------------------------------------------- hangs

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from data_fixtures import write_png
-from test_cli_matrix import C, Case, check_answer, invoke
+from test_cli_matrix import C, Case, run_case
 
 # a model of 2 classes on a 2-class folder dataset (a, b), and an untrained 10-class model on ``synthetic``
 TWO = ["--dataset", "folder:f/two", "--split", "test", "--eval-norm", "linf", "--eval-eps", "0.1",
@@ -83,14 +83,5 @@ CASES: list[Case] = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_case(case: Case, ws: Path, capsys):
-    if case.setup is not None:
-        case.setup(ws, {})
-    if case.warns is not None:
-        with pytest.warns(UserWarning, match=case.warns):
-            code, out, err = invoke(case.argv, capsys)
-    else:
-        code, out, err = invoke(case.argv, capsys)
-    check_answer(case, code, out, err)
-    for rel in case.absent:
-        assert not (ws / rel).exists(), f"{case.id}: {rel} exists after the command"
+def test_case(case: Case, ws: Path, capsys, monkeypatch):
+    run_case(case, ws, {}, capsys, monkeypatch)
