@@ -148,7 +148,9 @@ def table_markdown(records: list[dict[str, Any]], title: str = "") -> str:
         for row in robust_rows:
             lines.append(f"| {row} | " + " | ".join(cell(rob, row, c) for c in cols) + " |")
     seeds = sorted({r["seed"] for r in records})
-    lines += ["", f"Mean ± sample std over seeds {seeds} on the clean test set. *Train time vs ST*: mean time in "
+    spread = (f"One seed ({seeds[0]}): no spread over seeds, a first reading" if len(seeds) == 1 else
+              f"Mean ± sample std over seeds {', '.join(map(str, seeds))}")
+    lines += ["", f"{spread}, on the clean test set. *Train time vs ST*: mean time in "
               "the training loop plus the defense's one-off training-set transform, over standard training's "
               "(same attacks and seeds). *Best known defense*: the highest mean natural accuracy per attack "
               "(ties: the cheaper defense)." + (" † n: n runs collapsed and are left out of the mean."
@@ -194,12 +196,14 @@ def plot_heatmap(records: list[dict[str, Any]], title: str = "") -> Any:
             if v == v:  # not NaN
                 ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
                         color="black" if v > 60 else "white")
+            elif any(r["defense"] == rows[i] and r["attack"] == cols[j] for r in records):  # every run collapsed
+                ax.text(j, i, "collapsed", ha="center", va="center", fontsize=6, color="black")
     best = best_defenses(records)
     for j, c in enumerate(cols):
         if c in best:
             i = rows.index(best[c][0])
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.6))
-    ax.set_xticks(range(len(cols)), cols)
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")  # long labels (L2C (CPU schedule)) never overlap
     ax.set_yticks(range(len(rows)), rows)
     for t, c in zip(ax.get_xticklabels(), cols, strict=True):
         t.set_color(attack_colour(c))
