@@ -61,7 +61,7 @@ from torch.func import functional_call
 
 from delusive import runtime
 from delusive.attacks.base import ATTACKS, Attack, CraftResult
-from delusive.attacks.resume import STATE, CraftCheckpoint
+from delusive.attacks.resume import STATE, CraftCheckpoint, pack_tensors, unpack_tensors
 from delusive.data import ArrayDataset
 from delusive.models import (
     create_model,
@@ -245,29 +245,6 @@ def _init_adam_state(opt: torch.optim.Optimizer) -> None:
                             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
 
-def _pack(ts: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-    fl = [t.detach().cpu().reshape(-1).float().numpy() for t in ts if t.is_floating_point()]
-    it = [t.detach().cpu().reshape(-1).long().numpy() for t in ts if not t.is_floating_point()]
-    return (np.concatenate(fl) if fl else np.zeros(0, np.float32),
-            np.concatenate(it) if it else np.zeros(0, np.int64))
-
-
-def _unpack(ts: list[torch.Tensor], fl: np.ndarray, it: np.ndarray) -> None:
-    need_f = sum(t.numel() for t in ts if t.is_floating_point())
-    need_i = sum(t.numel() for t in ts if not t.is_floating_point())
-    if fl.shape != (need_f,) or it.shape != (need_i,):
-        raise ValueError(f"L2C checkpoint: holds {fl.size}+{it.size} values, the model needs {need_f}+{need_i}")
-    of = oi = 0
-    with torch.no_grad():
-        for t in ts:
-            k = t.numel()
-            if t.is_floating_point():
-                src, of = fl[of:of + k], of + k
-            else:
-                src, oi = it[oi:oi + k], oi + k
-            t.copy_(torch.from_numpy(np.ascontiguousarray(src)).view(t.shape))
-
-
 def _slot_names(slot: int) -> dict[str, str]:
     return {a: f"l2c{slot}_{a}" for a in _SLOT_ARRAYS}
 
@@ -398,7 +375,8 @@ class L2C(Attack):
             _init_adam_state(opt)
             names = _slot_names(slot)
             try:
-                _unpack(_state_tensors(g, snap, f, opt), arrays[names["f"]], arrays[names["i"]])
+                unpack_tensors(_state_tensors(g, snap, f, opt), arrays[names["f"]], arrays[names["i"]],
+                               "L2C checkpoint")
             except (KeyError, ValueError) as e:
                 raise ValueError(f"{where}: {e}; delete it to start crafting afresh") from None
             history, train_s_before = list(state["history"]), float(state["train_s"])
@@ -441,7 +419,7 @@ class L2C(Attack):
                                              "or classifier_lr")
             if save:
                 slot = 1 - slot
-                fl, it = _pack(_state_tensors(g, snap, f, opt))
+                fl, it = pack_tensors(_state_tensors(g, snap, f, opt))
                 names = _slot_names(slot)
                 ckpt.save({names["f"]: fl, names["i"]: it}, step=done, slot=slot, history=history,
                           sums=_host_sums(sums), train_s=train_s_before + time.perf_counter() - t0)
@@ -449,7 +427,7 @@ class L2C(Attack):
                 self.on_step(done)
         if start < total:  # the trained generator, saved until the artifact is on disk and verified: a full disk
             slot = 1 - slot  # at generator.pt or images.npy then costs a rerun the generation, not the training
-            fl, it = _pack(_state_tensors(g, snap, f, opt))  # type: ignore[arg-type]
+            fl, it = pack_tensors(_state_tensors(g, snap, f, opt))  # type: ignore[arg-type]
             names = _slot_names(slot)
             ckpt.save({names["f"]: fl, names["i"]: it}, step=total, slot=slot, history=history,
                       sums=_host_sums(sums), train_s=train_s_before + time.perf_counter() - t0)

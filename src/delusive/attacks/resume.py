@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from delusive.utils import atomic_write_bytes, atomic_write_json
 from delusive.utils.io import JSON_MAX_BYTES, parse_json
@@ -130,3 +131,32 @@ def clear_craft_state(work_dir: str | Path) -> None:
         if _ARRAY_FILE.fullmatch(p.name) and not p.is_dir():
             p.unlink(missing_ok=True)
     (d / STATE).unlink(missing_ok=True)  # last: it names the arrays
+
+
+def pack_tensors(ts: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """Every tensor of ``ts`` flattened into one float32 and one int64 array (order kept): a model's or an
+    optimiser's state as two plain arrays a crafting checkpoint stores without pickle."""
+    fl = [t.detach().cpu().reshape(-1).float().numpy() for t in ts if t.is_floating_point()]
+    it = [t.detach().cpu().reshape(-1).long().numpy() for t in ts if not t.is_floating_point()]
+    return (np.concatenate(fl) if fl else np.zeros(0, np.float32),
+            np.concatenate(it) if it else np.zeros(0, np.int64))
+
+
+def unpack_tensors(ts: list[torch.Tensor], fl: np.ndarray, it: np.ndarray, what: str = "checkpoint",
+                   hint: str = "") -> None:
+    """Copy the values of :func:`pack_tensors`'s arrays back into ``ts`` in place; arrays of another size are
+    refused naming ``what`` (and ``hint``, the remedy, when given)."""
+    need_f = sum(t.numel() for t in ts if t.is_floating_point())
+    need_i = sum(t.numel() for t in ts if not t.is_floating_point())
+    if fl.shape != (need_f,) or it.shape != (need_i,):
+        raise ValueError(f"{what}: holds {fl.size}+{it.size} values, the model needs {need_f}+{need_i}"
+                         + (f"; {hint}" if hint else ""))
+    of = oi = 0
+    with torch.no_grad():
+        for t in ts:
+            k = t.numel()
+            if t.is_floating_point():
+                src, of = fl[of:of + k], of + k
+            else:
+                src, oi = it[oi:oi + k], oi + k
+            t.copy_(torch.from_numpy(np.ascontiguousarray(src)).view(t.shape))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from delusive import runtime
+from delusive.attacks.resume import pack_tensors, unpack_tensors
 from delusive.models import create_model, model_kind, model_names
 
 
@@ -30,31 +31,8 @@ def check_classifier(arch: str, option: str = "arch") -> str:
         raise ValueError(f"{option}: {arch!r} is a {kind}, not a classifier ({', '.join(model_names('classifier'))})")
     return str(arch)
 
-
-def pack_tensors(ts: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-    """Every tensor of ``ts`` flattened into one float32 and one int64 array (order kept)."""
-    fl = [t.detach().cpu().reshape(-1).float().numpy() for t in ts if t.is_floating_point()]
-    it = [t.detach().cpu().reshape(-1).long().numpy() for t in ts if not t.is_floating_point()]
-    return (np.concatenate(fl) if fl else np.zeros(0, np.float32),
-            np.concatenate(it) if it else np.zeros(0, np.int64))
-
-
-def unpack_tensors(ts: list[torch.Tensor], fl: np.ndarray, it: np.ndarray, what: str = "checkpoint") -> None:
-    """Copy the values of :func:`pack_tensors`'s arrays back into ``ts`` in place (shapes must match)."""
-    need_f = sum(t.numel() for t in ts if t.is_floating_point())
-    need_i = sum(t.numel() for t in ts if not t.is_floating_point())
-    if fl.shape != (need_f,) or it.shape != (need_i,):
-        raise ValueError(f"{what}: holds {fl.size}+{it.size} values, the model needs {need_f}+{need_i}; delete the "
-                         "crafting checkpoint (craft_state.json) to start afresh")
-    of = oi = 0
-    with torch.no_grad():
-        for t in ts:
-            k = t.numel()
-            if t.is_floating_point():
-                src, of = fl[of:of + k], of + k
-            else:
-                src, oi = it[oi:oi + k], oi + k
-            t.copy_(torch.from_numpy(np.ascontiguousarray(src)).view(t.shape))
+#: the remedy named when a crafting checkpoint holds another model's state
+_DELETE_HINT = "delete the crafting checkpoint (craft_state.json) to start afresh"
 
 
 class Surrogate:
@@ -86,7 +64,7 @@ class Surrogate:
         return pack_tensors(self.tensors())
 
     def unpack(self, fl: np.ndarray, it: np.ndarray) -> None:
-        unpack_tensors(self.tensors(), fl, it, "crafting checkpoint")
+        unpack_tensors(self.tensors(), fl, it, "crafting checkpoint", _DELETE_HINT)
 
 
 def batch_order(n: int, batch_size: int, seed_of: Callable[[int], int], device: torch.device,
