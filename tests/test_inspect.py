@@ -11,7 +11,7 @@ import torch
 from delusive.inspect import InspectConfig, inspect_dataset, write_report
 from delusive.inspect.detector import THRESHOLDS
 from delusive.inspect.probes import fit_probe
-from delusive.inspect.signals import high_pass, noise_sigma
+from delusive.inspect.signals import high_pass, level_spike, noise_sigma
 from inspect_toys import class_deltas, plant, toy_clean
 
 
@@ -106,7 +106,7 @@ def test_report_files_and_json_schema(clean, tmp_path):
     assert isinstance(doc["score"], float) and doc["threshold"] == 1.0
     assert set(doc) >= {"format", "verdict", "score", "threshold", "signals", "per_class", "top_suspects", "probe",
                         "dataset", "reference", "wall_time_s", "sample_scores_file"}
-    assert set(doc["signals"]) == {"shortcut", "noise_floor"}
+    assert set(doc["signals"]) == {"shortcut", "noise_floor", "level_spike"}
     for s in doc["signals"].values():
         assert {"value", "threshold", "flagged", "ratio", "measures"} <= set(s)
         assert s["flagged"] == (s["value"] > s["threshold"])
@@ -133,3 +133,57 @@ def test_a_reference_adds_the_shift_signal(clean, deltas):
 def test_too_few_images_is_an_error(clean):
     with pytest.raises(ValueError, match="too few"):
         inspect_dataset(clean.subset(np.arange(10)), InspectConfig())
+
+
+def _smooth_field(seed: int, n: int) -> np.ndarray:
+    """n smooth ±1-valued fields (tanh of a 4×4 random grid upsampled 4×): an L2C-like generator output that is
+    the same kind of pattern in every class, so it plants no label shortcut."""
+    g = np.random.default_rng(seed).standard_normal((n, 1, 4, 4)).astype(np.float32)
+    up = torch.nn.functional.interpolate(torch.from_numpy(g), size=(16, 16), mode="bilinear", align_corners=False)
+    return np.sign(np.tanh(3 * up.numpy())).astype(np.float32)
+
+
+def _plant_rows(ds, delta: np.ndarray, rows: np.ndarray):
+    from delusive.data import ArrayDataset
+
+    x = ds.float_x().copy()
+    x[rows] = np.clip(x[rows] + delta[: len(rows)], 0, 1)
+    return ArrayDataset(np.round(x * 255).astype(np.uint8), ds.y, ds.num_classes, ds.name)
+
+
+def test_level_spike_reads_a_clipped_perturbation_and_not_natural_images(clean, deltas):
+    spike = level_spike(torch.from_numpy(clean.float_x()), 0.2)
+    assert spike["excess"] < THRESHOLDS["level_spike"] / 3  # the blobs' smooth histogram
+    poisoned = plant(clean, deltas, np.arange(len(clean)))
+    s = level_spike(torch.from_numpy(poisoned.float_x()), 0.2)
+    assert s["level"] == 51 and s["excess"] > 10 * THRESHOLDS["level_spike"]  # dark pixels moved to exactly ε
+    # a probe budget below the poison's cannot reach its level (the limit docs/inspect.md states)
+    assert level_spike(torch.from_numpy(poisoned.float_x()), 0.1)["excess"] < THRESHOLDS["level_spike"]
+    # natural spikes are outside the searched levels: MNIST's near-saturation 253, a uniform grey background
+    for level in (253, 128):
+        x = clean.x.copy()
+        x.reshape(len(x), -1)[:, :40] = level
+        planted = level_spike(torch.from_numpy(x.astype(np.float32) / 255), 0.2)
+        assert planted["level"] != level and planted["excess"] < THRESHOLDS["level_spike"] / 3
+        # control: the same pile-up inside the band is seen
+        x.reshape(len(x), -1)[:, :40] = 40
+        assert level_spike(torch.from_numpy(x.astype(np.float32) / 255), 0.2)["level"] == 40
+
+
+def test_a_smooth_label_free_poison_is_flagged_by_the_spike_alone_and_its_rows_rank_first(clean):
+    """An L2C-like poison: smooth ±0.2 fields unrelated to the label. The shortcut and the noise floor stay
+    quiet (nothing to learn, nothing fine-scale); the clipped spike flags it, and ranks its rows."""
+    full = _plant_rows(clean, 0.2 * _smooth_field(3, len(clean)), np.arange(len(clean)))
+    r = inspect_dataset(full, InspectConfig())
+    assert r.verdict == "suspect" and r.signals["level_spike"]["flagged"]
+    assert not r.signals["shortcut"]["flagged"] and not r.signals["noise_floor"]["flagged"]
+    rows = np.sort(np.random.default_rng(5).permutation(len(clean))[:200])  # 10%
+    mixed = _plant_rows(clean, 0.2 * _smooth_field(4, len(rows)), rows)
+    rm = inspect_dataset(mixed, InspectConfig())
+    poisoned = np.zeros(len(clean), bool)
+    poisoned[rows] = True
+    assert rm.signals["level_spike"]["flagged"] and rm.verdict == "suspect"
+    assert _auroc(rm.sample_scores, poisoned) > 0.95
+    # control: the clean toy's ranking of the same rows is chance
+    rc = inspect_dataset(clean, InspectConfig())
+    assert abs(_auroc(rc.sample_scores, poisoned) - 0.5) < 0.1

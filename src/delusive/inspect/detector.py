@@ -19,7 +19,7 @@ import torch
 from delusive import runtime
 from delusive.data import ArrayDataset
 from delusive.inspect.probes import cross_fit, two_folds
-from delusive.inspect.signals import class_patterns, detail_energy, noise_sigma
+from delusive.inspect.signals import class_patterns, detail_energy, level_share, level_spike, noise_sigma
 
 #: error floor of the shortcut contrast: about 15 errors in 3,000 held-out images count as "no error"
 ERROR_FLOOR = 0.005
@@ -30,12 +30,17 @@ THRESHOLDS = {
     "noise_floor": 0.015,
     # shortcut minus the clean reference's; clean F-MNIST seeds 0-2 within +-0.05 of their mean, L2C +0.34
     "reference_shift": 0.25,
+    # excess share of pixels on one interior grey level; clean sets <= 0.0011, P1-P4/L2C at linf 0.1-0.2
+    # fully poisoned >= 0.10, mixed in at 10% >= 0.010 (docs/inspect.md)
+    "level_spike": 0.005,
 }
 MEASURES = {
     "shortcut": "how much a linear probe's held-out error grows when it may not use features smaller than eps "
                 "(log ratio of the eps-robust probe's error to the standard probe's)",
     "noise_floor": "median over images of the fine-scale noise level (Donoho MAD of Haar HH coefficients)",
     "reference_shift": "shortcut contrast minus that of a clean reference of the same kind of data",
+    "level_spike": "excess share of all pixels piled on one grey level within eps of black or white (a clipped "
+                   "±eps perturbation moves saturated pixels to exactly eps or 1-eps)",
 }
 
 
@@ -104,7 +109,7 @@ def dataset_signals(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: Ins
     shortcut = math.log((float(e_rob.mean()) + ERROR_FLOOR) / (float(e_std.mean()) + ERROR_FLOOR))
     sigma = noise_sigma(x)
     return {"std": std, "rob": rob, "e_std": e_std, "e_rob": e_rob, "ys": ys, "shortcut": shortcut,
-            "noise_floor": float(sigma.median()), "sigma": sigma}
+            "noise_floor": float(sigma.median()), "sigma": sigma, "spike": level_spike(x, cfg.eps)}
 
 
 def inspect_dataset(ds: ArrayDataset, cfg: InspectConfig | None = None,
@@ -138,6 +143,9 @@ def inspect_dataset(ds: ArrayDataset, cfg: InspectConfig | None = None,
 
     add("shortcut", m["shortcut"])
     add("noise_floor", m["noise_floor"])
+    add("level_spike", m["spike"]["excess"])
+    signals["level_spike"]["level"] = m["spike"]["level"]
+    signals["level_spike"]["level_ratio"] = round(m["spike"]["ratio"], 3)
     if ref_values is not None:
         add("reference_shift", m["shortcut"] - float(ref_values["shortcut"]))
     signals["shortcut"]["error_std"] = round(float(m["e_std"].mean()), 6)
@@ -145,7 +153,7 @@ def inspect_dataset(ds: ArrayDataset, cfg: InspectConfig | None = None,
     score = max(s["ratio"] for s in signals.values())
     verdict = "suspect" if any(s["flagged"] for s in signals.values()) else "clean"
 
-    scores = sample_scores(x, y, m, idx)
+    scores = sample_scores(x, y, m, idx, signals["level_spike"]["flagged"])
     patterns = class_patterns(x, y, ds.num_classes)
     per_class = class_findings(ds, m, patterns)
     order = np.argsort(-scores, kind="stable")[: cfg.top_k]
@@ -161,10 +169,13 @@ def inspect_dataset(ds: ArrayDataset, cfg: InspectConfig | None = None,
         reference=ref_values, wall_time_s=round(time.perf_counter() - t0, 3))
 
 
-def sample_scores(x: torch.Tensor, y: torch.Tensor, m: dict[str, Any], idx: np.ndarray) -> np.ndarray:
+def sample_scores(x: torch.Tensor, y: torch.Tensor, m: dict[str, Any], idx: np.ndarray,
+                  spiked: bool = False) -> np.ndarray:
     """Per-sample suspicion: robust z-score of the fine-scale energy plus robust z-score of how much better
-    the standard probe fits the sample than the ε-robust probe (log-likelihood gap). Rows of the subsample
-    are scored by the probe that did not train on them; the others by the first fold's probes."""
+    the standard probe fits the sample than the ε-robust probe (log-likelihood gap), plus — when the level
+    spike fired — the robust z-score of the image's share of pixels on the spiked level (the images that
+    carry the clipped perturbation; smooth poisons such as L2C are invisible to the first two). Rows of the
+    subsample are scored by the probe that did not train on them; the others by the first fold's probes."""
     flat = x.flatten(1)
     std_scores = m["std"].probes[0].scores(flat)
     rob_scores = m["rob"].probes[0].scores(flat)
@@ -174,6 +185,8 @@ def sample_scores(x: torch.Tensor, y: torch.Tensor, m: dict[str, Any], idx: np.n
     lab = y[:, None]
     gap = (torch.log_softmax(std_scores, 1).gather(1, lab) - torch.log_softmax(rob_scores, 1).gather(1, lab))[:, 0]
     z = _robust_z(detail_energy(x)) + _robust_z(gap)
+    if spiked:
+        z = z + _robust_z(level_share(x, int(m["spike"]["level"])))
     return z.detach().cpu().numpy().astype(np.float32)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -45,3 +47,57 @@ def class_patterns(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.
         if bool(sel.any()):
             out[k] = hp[sel].mean(0) - overall[0]
     return out
+
+
+#: grey levels a spike may sit on: levels within 3 of either end are skipped, because scanned or rescaled
+#: clean sets carry natural near-saturation spikes there (MNIST's level 253: 2.8% excess mass)
+SPIKE_LEVELS = (4, 251)
+#: half-width of the neighbourhood a level is compared with
+SPIKE_HALF_WINDOW = 4
+
+
+def grey_levels(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] as their nearest 8-bit grey level (uint8, same shape)."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def spike_levels(max_change: float) -> list[int]:
+    """The levels a poison whose per-pixel change is at most ``max_change`` can pile saturated pixels on:
+    1..⌈255·max_change⌉ + 1 above black and as many below white, without the levels within 3 of either end.
+    A uniform grey background (level 128, say) is a natural spike outside these bands for any budget < 0.49."""
+    reach = min(int(math.ceil(255 * max_change)) + 1, 127)
+    lo, hi = SPIKE_LEVELS
+    return [v for v in range(lo, hi + 1) if v <= reach or v >= 255 - reach]
+
+
+def level_spike(x: torch.Tensor, max_change: float, chunk: int = 8192) -> dict[str, float]:
+    """The largest isolated spike of the pixel-value histogram within reach of a budget: the excess mass of
+    one grey level over the median of its 8 neighbours, as a fraction of all pixels, with the level and the
+    ratio; levels are those :func:`spike_levels` allows for a per-pixel change of ``max_change`` (ε).
+
+    Why: an ℓ∞ poison puts most of its entries at ±ε (sign-gradient PGD steps, a tanh-bounded generator
+    such as L2C's), and where the clean pixel was saturated at 0 (or 1) the clip leaves only +ε (or −ε), so
+    a poisoned set's histogram gains a spike at the level ε (or 1 − ε) carrying a share of every saturated
+    pixel. Clean images have no reason to pile up on one level near black or white. The spike does not
+    depend on whether the perturbation is learnable, so it sees poisons that make the data harder (L2C) as
+    well as shortcut poisons; it needs saturated pixels (dark backgrounds, highlights) and a poison that
+    uses its bound."""
+    hist = torch.zeros(256, dtype=torch.float64)
+    for s in range(0, x.shape[0], chunk):
+        lv = grey_levels(x[s:s + chunk]).flatten().long()
+        hist += torch.bincount(lv, minlength=256).to(torch.float64).cpu()
+    total = max(float(hist.sum()), 1.0)
+    w = SPIKE_HALF_WINDOW
+    levels = torch.tensor(spike_levels(max_change))
+    windows = hist.unfold(0, 2 * w + 1, 1)[levels - w]  # row i is centred on levels[i]
+    ordered = torch.cat([windows[:, :w], windows[:, w + 1:]], 1).sort(1).values
+    base = (ordered[:, w - 1] + ordered[:, w]) / 2  # the median of an even count
+    excess = (windows[:, w] - base) / total
+    i = int(excess.argmax())
+    return {"excess": float(excess[i]), "level": int(levels[i]), "ratio": float(windows[i, w] / (base[i] + 1.0))}
+
+
+def level_share(x: torch.Tensor, level: int, chunk: int = 8192) -> torch.Tensor:
+    """Per image: the share of its pixels at the 8-bit grey ``level`` (the per-sample side of the spike)."""
+    out = [(grey_levels(x[s:s + chunk]) == level).flatten(1).float().mean(1) for s in range(0, x.shape[0], chunk)]
+    return torch.cat(out) if out else torch.zeros(0, device=x.device)
