@@ -7,7 +7,9 @@ Signals (docs/inspect.md says what each measures and what it cannot see):
   small, label-correlated features (Tao et al. 2021, Sec. 3: adversarial training within ε defeats them);
 * ``noise_floor`` (:mod:`delusive.inspect.signals`): the per-image fine-scale noise level (Donoho's MAD
   estimate on Haar detail coefficients), which additive ℓ∞ poisons raise far above natural images';
-* ``reference_shift``: the shortcut contrast against a clean reference (``--reference`` or a shipped one).
+* ``reference_shift``: the shortcut contrast against a clean reference (``--reference`` or a shipped one);
+* ``level_spike`` (:mod:`delusive.inspect.signals`): pixels piled on one grey level within ε of black or
+  white — what clipping a ±ε perturbation does to saturated pixels, learnable (P1–P4) or not (L2C).
 
 This package sits above ``evaluation`` in the layers; attacks and defenses never import it.
 """

@@ -30,8 +30,8 @@ THRESHOLDS = {
     "noise_floor": 0.015,
     # shortcut minus the clean reference's; clean F-MNIST seeds 0-2 within +-0.05 of their mean, L2C +0.34
     "reference_shift": 0.25,
-    # excess share of pixels on one interior grey level; clean sets <= 0.0011, P1-P4/L2C at linf 0.1-0.2
-    # fully poisoned >= 0.10, mixed in at 10% >= 0.010 (docs/inspect.md)
+    # excess share of pixels on one grey level near black/white; clean sets <= 0.001, P1-P4/L2C at linf 0.1-0.2
+    # fully poisoned >= 0.10, mixed in at 10% >= 0.011 (docs/inspect.md)
     "level_spike": 0.005,
 }
 MEASURES = {
