@@ -153,3 +153,36 @@ def test_train_cli_records_the_recipe_of_an_at_run(tmp_path):
     assert (ref["train"]["eps_ramp"], ref["train"]["lr_warmup"]) == (0.0, 0.2)
     assert at["run_id"] != ref["run_id"]
     assert json.loads((tmp_path / "at" / "metrics.json").read_text())["recipe"]["eps_ramp"] == DEFAULT_EPS_RAMP
+
+
+@pytest.mark.parametrize("ramp, warmup, epochs, first", [
+    (0.25, 0.0, 4, 2), (0.25, 0.0, 3, 2), (0.0, 0.0, 4, 1), (0.25, 0.0, 1, 1), (0.5, 0.0, 2, 2),
+    (0.0, 0.1, 10, 2), (0.1, 0.3, 10, 4), (0.2, 0.0, 10, 3)])
+def test_the_first_selectable_epoch_is_one_full_epoch_after_the_ramp(ramp, warmup, epochs, first):
+    from delusive.defenses.recipe import first_selectable_epoch
+
+    cfg = TrainConfig(epochs=epochs, eps_ramp=ramp, lr_warmup=warmup)
+    assert first_selectable_epoch(cfg) == first
+
+
+def test_the_epoch_is_selected_after_the_ramp_on_the_defenders_own_budget(tmp_path):
+    """An AT run with a ramp never returns an epoch from inside the ramp, and its robust validation accuracy
+    is measured at the defense's ε (0.05), not the evaluation's (0.2). Control: without a ramp epoch 1 is a
+    candidate again."""
+    argv = ["train", "--dataset", "synthetic", "--train-subset", "300", "--epochs", "4", "--robust-subset", "10",
+            "--eval-steps", "1", "--eval-attack", "pgd", "--device", "cpu", "--defense", "pgd_at", "--steps", "1",
+            "--eps", "0.05", "--eval-eps", "0.2", "--val-size", "30"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*argv, "--eps-ramp", "0.25", "--out", str(tmp_path / "ramp")]) == 0
+        assert main([*argv, "--eps-ramp", "0", "--out", str(tmp_path / "flat")]) == 0
+    ramp = json.loads((tmp_path / "ramp" / "metrics.json").read_text())
+    flat = json.loads((tmp_path / "flat" / "metrics.json").read_text())
+    assert ramp["selection"] == "val_robust_accuracy" and ramp["selection_threat"] == "linf 0.05"
+    assert ramp["selection_from_epoch"] == 2 and ramp["selected_epoch"] >= 2
+    best = json.loads((tmp_path / "ramp" / "best.json").read_text())
+    assert best["epoch"] == ramp["selected_epoch"]
+    history = json.loads((tmp_path / "ramp" / "history.json").read_text())
+    eligible = [h for h in history if h["epoch"] >= 2]
+    assert best["score"] == max(h["val_robust_accuracy"] for h in eligible)
+    assert flat["selection_from_epoch"] == 1

@@ -62,6 +62,18 @@ def resolve_recipe(cfg: TrainConfig, objective: Objective) -> TrainConfig:
     return replace(cfg, eps_ramp=float(eps_ramp), lr_warmup=float(lr_warmup))
 
 
+def first_selectable_epoch(cfg: TrainConfig) -> int:
+    """The first epoch whose model may be selected as the run's result: one full epoch after the ε ramp and
+    the learning-rate warm-up have ended (the last epoch always may). A model from inside or just after the
+    ramp was trained at a smaller budget and for less time; being smoother, it can score the best robust
+    validation accuracy while being undertrained — on Figure 5's 4-epoch runs with a ramp of 0.25, a third of
+    the AT cells selected epoch 1 and lost up to 40 points of natural accuracy to it (docs/results.md)."""
+    ramp = max(float(cfg.eps_ramp or 0.0), float(cfg.lr_warmup or 0.0))
+    if ramp <= 0:
+        return 1
+    return max(1, min(cfg.epochs, math.ceil(ramp * cfg.epochs + 1 - 1e-9)))
+
+
 def collapse_reason(train_loss: float, top_share: float, num_classes: int, check_loss: bool = True) -> str | None:
     """Why an epoch's model looks like a constant predictor, or None when it does not. ``check_loss`` False
     skips the loss test (the loop skips it for the first of several epochs, whose mean loss includes the

@@ -29,7 +29,7 @@ from torch import nn
 from delusive import runtime
 from delusive.data import ArrayDataset
 from delusive.defenses import Objective, TrainConfig, apply_transforms, fit
-from delusive.defenses.recipe import resolve_recipe
+from delusive.defenses.recipe import first_selectable_epoch, resolve_recipe
 from delusive.evaluation import evaluate, natural_accuracy, predict, robust_predictions, stratified_subset
 from delusive.evaluation.attacks import ATTACK_NAMES
 from delusive.models import create_model, load_checkpoint, save_checkpoint, save_model
@@ -187,6 +187,11 @@ def train_and_evaluate(
     val_x = val_y = None
     if val is not None:
         val_x, val_y = (t.to(device) for t in val.tensors())
+    # the defender selects on the robustness it trained for: an adversarial-training objective's own budget
+    # (the attacker's, the evaluation threat, is not the defender's to know); other objectives on the plan's
+    select_threat = objective.threat if getattr(objective, "at_recipe", False) and objective.threat is not None \
+        else threat
+    first_selectable = first_selectable_epoch(cfg)
     best_path = out / BEST
     best: dict[str, Any] = _read_best(best_path) or {}  # epoch and score of the best epoch so far (resumable)
 
@@ -201,11 +206,11 @@ def train_and_evaluate(
                 row["test_robust_accuracy"] = float(ok.float().mean())
         if val is not None and val_x is not None and val_y is not None:
             row["val_natural_accuracy"] = _accuracy_on_device(m, val_x, val_y, precision)
-            if select_on == "val_robust_accuracy" and threat is not None:
-                ok = robust_predictions(m, val_x, val_y, threat, plan.epoch_steps, None, 1, seed=cfg.seed,
+            if select_on == "val_robust_accuracy" and select_threat is not None:
+                ok = robust_predictions(m, val_x, val_y, select_threat, plan.epoch_steps, None, 1, seed=cfg.seed,
                                         precision=precision, attack="pgd", desc="val robust eval")
                 row["val_robust_accuracy"] = float(ok.float().mean())
-        if select_on is not None:
+        if select_on is not None and epoch >= first_selectable:
             score = row[select_on]
             if not best or score > best["score"] or epoch == best["epoch"]:  # ties keep the earlier epoch
                 best.update(epoch=epoch, score=score)
@@ -243,6 +248,9 @@ def train_and_evaluate(
     metrics["recipe"] = {"eps_ramp": cfg.eps_ramp, "lr_warmup": cfg.lr_warmup}
     metrics.update({
         "selected_epoch": selected_epoch, "selection": select_on or "last", "epochs": cfg.epochs,
+        "selection_from_epoch": first_selectable if select_on is not None else cfg.epochs,
+        "selection_threat": None if select_on != "val_robust_accuracy" or select_threat is None
+        else f"{select_threat.norm_name} {select_threat.eps_text}",
         "last_natural_accuracy": last.get("test_natural_accuracy"),
         "last_robust_accuracy": last.get("test_robust_accuracy"),
         "val_size": 0 if val is None else len(val), "train_size": len(fit_set),
