@@ -191,11 +191,19 @@ def pyplot() -> Any:
 
 
 def save(fig: Any, out: Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as PNG atomically, the outside legend included, and close it. A figure title gets its own
-    band above the panels (tight_layout alone lets it run into a tall grid's first row of panel titles)."""
+    """Write ``fig`` as PNG atomically, the outside legend included, and close it. A figure title sits just
+    above the highest panel title: never into a tall grid's first row of titles, nor far above a single panel."""
     title = getattr(fig, "_suptitle", None)
-    lines = title.get_text().count("\n") + 1 if title is not None and title.get_text() else 0
-    fig.tight_layout(rect=(0, 0, 1, 1 - min(0.3, 0.2 * lines / fig.get_figheight())) if lines else None)
+    fig.tight_layout()
+    if title is not None and title.get_text():
+        # tight_layout leaves a generous band for the title; seat it just above the highest panel title
+        # instead, and let the tight bounding box crop what is left above it
+        renderer = fig.canvas.get_renderer()
+        tops = [ax.get_tightbbox(renderer).transformed(fig.transFigure.inverted()).y1
+                for ax in fig.axes if ax.get_visible() and ax.axison]
+        if tops:
+            title.set_y(max(tops) + 0.04 / fig.get_figheight())
+            title.set_verticalalignment("bottom")
     with atomic_write(out, "wb") as f:
         fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
     pyplot().close(fig)
