@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from delusive import runtime
+
 
 def haar_diagonal(x: torch.Tensor) -> torch.Tensor:
     """The finest diagonal Haar detail coefficients (HH) of N×C×H×W images, N×(C·H/2·W/2)."""
@@ -82,13 +84,13 @@ def level_spike(x: torch.Tensor, max_change: float, chunk: int = 8192) -> dict[s
     depend on whether the perturbation is learnable, so it sees poisons that make the data harder (L2C) as
     well as shortcut poisons; it needs saturated pixels (dark backgrounds, highlights) and a poison that
     uses its bound."""
-    hist = torch.zeros(256, dtype=torch.float64)
+    hist = runtime.zeros(256, device="cpu", dtype=torch.float64)
     for s in range(0, x.shape[0], chunk):
         lv = grey_levels(x[s:s + chunk]).flatten().long()
         hist += torch.bincount(lv, minlength=256).to(torch.float64).cpu()
     total = max(float(hist.sum()), 1.0)
     w = SPIKE_HALF_WINDOW
-    levels = torch.tensor(spike_levels(max_change))
+    levels = runtime.as_tensor(spike_levels(max_change), device="cpu")
     windows = hist.unfold(0, 2 * w + 1, 1)[levels - w]  # row i is centred on levels[i]
     ordered = torch.cat([windows[:, :w], windows[:, w + 1:]], 1).sort(1).values
     base = (ordered[:, w - 1] + ordered[:, w]) / 2  # the median of an even count
@@ -100,4 +102,4 @@ def level_spike(x: torch.Tensor, max_change: float, chunk: int = 8192) -> dict[s
 def level_share(x: torch.Tensor, level: int, chunk: int = 8192) -> torch.Tensor:
     """Per image: the share of its pixels at the 8-bit grey ``level`` (the per-sample side of the spike)."""
     out = [(grey_levels(x[s:s + chunk]) == level).flatten(1).float().mean(1) for s in range(0, x.shape[0], chunk)]
-    return torch.cat(out) if out else torch.zeros(0, device=x.device)
+    return torch.cat(out) if out else runtime.zeros(0, device=x.device)
