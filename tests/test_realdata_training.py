@@ -23,7 +23,9 @@ def test_one_epoch_of_standard_training_on_real_fashion_mnist():
     train, test = _data()
     model = create_model("small-cnn", 10, 1, 28, seed=0)
     fit(model, seeded_subset(train, 20000, 0), Standard(), TrainConfig(epochs=1, seed=0))
-    assert evaluate(model, test)["natural_accuracy"] >= 0.80
+    # measured 0.8007 with 2 threads and 0.7998 with 1 (fp32 sums in another order): a bound at 0.80 decided
+    # by the thread count; 0.78 still fails a model that did not learn (chance is 0.10)
+    assert evaluate(model, test)["natural_accuracy"] >= 0.78
 
 
 @pytest.mark.slow
