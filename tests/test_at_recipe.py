@@ -27,7 +27,7 @@ from delusive.defenses import (
     resolve_recipe,
     run_identity,
 )
-from delusive.defenses.recipe import collapse_reason
+from delusive.defenses.recipe import collapse_reason, plateau_reason
 from delusive.experiments.pipeline import collapse_summary
 from delusive.models import create_model
 from delusive.threat import LinfBall
@@ -116,11 +116,34 @@ def test_collapse_reason_thresholds():
     assert collapse_reason(1.0, 0.85, 10) is None
 
 
+@pytest.mark.parametrize(("flagged", "epochs", "failed"), [
+    ([1, 2, 3], 4, True),   # Figure 5's P2 seed: out of the band only in its last epoch
+    ([2, 3], 3, True),      # a 3-epoch run flagged after its first epoch, which it then reports
+    ([2, 3], 4, True),
+    ([1], 4, False),        # the first epoch is every run's start
+    ([2], 3, False),        # one of two later epochs: not most
+    ([2, 3], 6, False),
+    ([], 4, False),
+    ([1], 1, False),
+])
+def test_plateau_rule(flagged, epochs, failed):
+    assert (plateau_reason(flagged, epochs) is not None) is failed
+
+
+def test_a_run_flagged_on_most_epochs_is_collapsed_though_its_selected_epoch_was_not():
+    hist = [{"epoch": e, "collapsed": e < 4} for e in (1, 2, 3, 4)]
+    out = collapse_summary(hist, 4, 4)
+    assert out["collapsed"] is True and out["collapse_epoch"] == 1 and "2 of its 3" in out["collapse_reason"]
+    healthy = [{"epoch": e, "collapsed": e == 1} for e in (1, 2, 3, 4)]  # control
+    assert collapse_summary(healthy, 4, 4) == {"collapsed": False, "collapse_epoch": 1, "collapsed_epochs": [1]}
+
+
 def test_a_run_made_to_collapse_is_flagged_and_a_healthy_one_is_not(synth):
     with pytest.warns(CollapseWarning, match="lower --lr"):
         broken = fit(_model(), synth, Standard(), TrainConfig(epochs=2, batch_size=64, lr=5.0, seed=0))
     assert all(h["collapsed"] for h in broken.history)
-    assert collapse_summary(broken.history, 2) == {"collapsed": True, "collapse_epoch": 1, "collapsed_epochs": [1, 2]}
+    assert collapse_summary(broken.history, 2) == {"collapsed": True, "collapse_epoch": 1, "collapsed_epochs": [1, 2],
+                                                   "collapse_reason": "the selected epoch was flagged"}
     with warnings.catch_warnings():
         warnings.simplefilter("error", CollapseWarning)  # the control must not warn
         healthy = fit(_model(), synth, Standard(), TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=0))

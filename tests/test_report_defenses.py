@@ -12,6 +12,7 @@ import pytest
 from delusive.experiments.report_defenses import (
     best_defenses,
     is_defense_study,
+    plot_heatmap,
     table_csv,
     table_markdown,
     write_defense_report,
@@ -71,6 +72,16 @@ def test_a_collapse_in_the_selected_epochs_history_counts_too():
     r["selected_epoch"] = 1
     r["history"] = [{"epoch": 1, "epoch_time_s": 60.0, "collapsed": True}]
     assert "| PGD-AT | 80.50 ± 0.71 | 78.00 †1 |" in table_markdown(recs)
+
+
+def test_the_heat_map_marks_a_cell_whose_mean_lost_seeds():
+    def texts(recs):
+        fig = plot_heatmap(recs)
+        out = [t.get_text() for t in fig.axes[0].texts]
+        fig.clf()
+        return out
+    assert "78 †1" in texts(_records(collapse=True))  # PGD-AT on P3: one seed left out
+    assert not any("†" in t for t in texts(_records()))  # control: nothing collapsed, nothing marked
 
 
 def test_csv_lists_robust_rows_only_for_robust_defenses():

@@ -77,11 +77,33 @@ def test_old_records_are_judged_from_their_history():
     assert "(2/3)†" in table_markdown(rows) and "seed 2 (epoch 1)" in table_markdown(rows)
 
 
+def test_a_run_that_sat_on_the_plateau_most_of_its_epochs_is_collapsed_though_its_last_epoch_was_not():
+    # Figure 5's P2 seed: flagged on epochs 1-3 of 4, the last crept 2.6% below ln 10, 32.9% against 71-74%
+    rows = three_seeds(flag_seed=-1)
+    rows[2] = dict(rows[2], natural_accuracy=0.329, collapsed=False, collapsed_epochs=[1, 2, 3], epochs=4)
+    assert collapse(rows[2]) is not None and "2 of its 3 epochs after the first" in collapse(rows[2]).how
+    assert "| PGD-AT | 73.50 ± 0.71 (2/3)† |" in table_markdown(rows)
+    # control: one flagged epoch (every ramped AT run's first can be) is a run that trained
+    trained = [*rows[:2], dict(rows[2], collapsed_epochs=[1])]
+    assert collapse(trained[2]) is None and "†" not in table_markdown(trained)
+
+
 def test_a_cell_where_every_seed_collapsed_shows_no_mean():
     rows = [dict(r, collapsed=True, collapse_epoch=2) for r in three_seeds()]
     md = table_markdown(rows)
     assert "| PGD-AT | collapsed (0/3)† |" in md
     assert "seed 0 (epoch 2) 74.00, seed 1 (epoch 2) 73.00, seed 2 (epoch 2) 10.00" in md
+
+
+def test_specs_that_differ_only_in_their_subset_seed_are_one_caption_line():
+    rows = [dict(r, eval_spec=dict(EVAL_SPEC, subset=f"seeded class-stratified, seed {r['seed']}"))
+            for r in three_seeds()]
+    note = eval_note(rows)
+    assert note.count("apgd-ce") == 1 and "(seeded class-stratified, seed of each run: 0, 1, 2)" in note
+    # control: a spec that differs in something else stays its own line
+    rows[2] = dict(rows[2], eval_spec=dict(rows[2]["eval_spec"], steps=100))
+    note = eval_note(rows)
+    assert note.count("apgd-ce") == 2 and "seed of each run: 0, 1)" in note and "seed 2)" in note
 
 
 def test_wilson_interval_by_hand():

@@ -268,8 +268,9 @@ def run(args: argparse.Namespace) -> int:
           f"{metrics['selected_epoch']}/{cfg.epochs} ({metrics['selection']})  {_times(metrics)} on "
           f"{metrics['device']['device']}")
     if metrics.get("collapsed"):
-        print(f"COLLAPSED: the selected model is a constant predictor (flagged from epoch "
-              f"{metrics['collapse_epoch']}); metrics.json records it and reports mark it", file=sys.stderr)
+        why = metrics.get("collapse_reason") or "the selected epoch was flagged"
+        print(f"COLLAPSED: the run ended as (or most of it was) a constant predictor: {why}, flagged from epoch "
+              f"{metrics['collapse_epoch']}; metrics.json records it and reports mark it", file=sys.stderr)
     print(f"evaluation: {describe_eval_spec(metrics.get('eval_spec'))} (trained in {metrics.get('precision')})")
     return 0
 

@@ -43,6 +43,8 @@ DEFAULT_LR_WARMUP = 0.0
 LOSS_TOLERANCE = 0.02
 #: one class taking more than this share of the model's predictions marks a near-constant predictor
 SHARE_LIMIT = 0.9
+#: a run flagged on more than this share of its epochs after the first failed, even if its last epoch was not
+PLATEAU_MAJORITY = 0.5
 
 
 class CollapseWarning(UserWarning):
@@ -86,6 +88,19 @@ def collapse_reason(train_loss: float, top_share: float, num_classes: int, check
     if top_share > SHARE_LIMIT:
         return f"one class takes {100 * top_share:.1f}% of the model's predictions on training images"
     return None
+
+
+def plateau_reason(flagged_epochs: list[int], epochs: int) -> str | None:
+    """Why a run failed although its reported epoch was not flagged, or None: it sat on the constant-predictor
+    plateau for most of its epochs after the first (the first is every run's start), so its model is what
+    one or two epochs at a decayed learning rate made of a collapsed one. Found in Figure 5 (docs/results.md
+    §15): a PGD-AT seed flagged on epochs 1–3 left the 2% band only in its last epoch (loss 2.6% below ln 10)
+    and reported 32.9% against its siblings' 71%; a 3-epoch UEraser run flagged on epochs 2–3 reported its
+    first."""
+    later = sorted({int(e) for e in flagged_epochs if int(e) >= 2})
+    if epochs < 2 or len(later) <= PLATEAU_MAJORITY * (epochs - 1):
+        return None
+    return f"on the constant-predictor plateau for {len(later)} of its {epochs - 1} epochs after the first"
 
 
 REMEDY = ("the model predicts (nearly) one class: the run has collapsed to the trivial solution; lower --lr, "

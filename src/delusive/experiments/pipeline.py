@@ -29,7 +29,7 @@ from torch import nn
 from delusive import runtime
 from delusive.data import ArrayDataset
 from delusive.defenses import Objective, TrainConfig, apply_transforms, fit
-from delusive.defenses.recipe import first_selectable_epoch, resolve_recipe
+from delusive.defenses.recipe import first_selectable_epoch, plateau_reason, resolve_recipe
 from delusive.evaluation import evaluate, natural_accuracy, predict, robust_predictions, stratified_subset
 from delusive.evaluation.attacks import ATTACK_NAMES
 from delusive.models import create_model, load_checkpoint, save_checkpoint, save_model
@@ -244,7 +244,7 @@ def train_and_evaluate(
         metrics["probe_accuracy"] = probe["test_accuracy"]
         metrics["probe"] = {k: v for k, v in probe.items() if k != "test_accuracy"}
     last = hist[-1] if hist else {}
-    metrics.update(collapse_summary(hist, selected_epoch))
+    metrics.update(collapse_summary(hist, selected_epoch, cfg.epochs))
     metrics["recipe"] = {"eps_ramp": cfg.eps_ramp, "lr_warmup": cfg.lr_warmup}
     metrics.update({
         "selected_epoch": selected_epoch, "selection": select_on or "last", "epochs": cfg.epochs,
@@ -273,14 +273,22 @@ def train_and_evaluate(
     return metrics
 
 
-def collapse_summary(history: list[dict[str, Any]], selected_epoch: int) -> dict[str, Any]:
-    """Whether the reported model is a collapsed (constant) predictor: ``collapsed`` is the selected epoch's
-    flag from the loop's monitor; ``collapse_epoch`` the first epoch the monitor flagged (``None`` if none),
+def collapse_summary(history: list[dict[str, Any]], selected_epoch: int, epochs: int | None = None) -> dict[str, Any]:
+    """Whether the reported model is a collapsed (constant) predictor: ``collapsed`` when the loop's monitor
+    flagged the selected epoch, or when the run sat on the plateau for most of its epochs after the first
+    (``plateau_reason``: its model never trained properly even if the last epoch left the 2% band);
+    ``collapse_reason`` says which; ``collapse_epoch`` the first epoch the monitor flagged (``None`` if none),
     ``collapsed_epochs`` every flagged epoch (a run can leave the plateau later)."""
     flagged = [int(r["epoch"]) for r in history if r.get("collapsed")]
     chosen = [r for r in history if int(r.get("epoch", -1)) == selected_epoch]
-    return {"collapsed": bool(chosen and chosen[0].get("collapsed")),
-            "collapse_epoch": flagged[0] if flagged else None, "collapsed_epochs": flagged}
+    reason = "the selected epoch was flagged" if chosen and chosen[0].get("collapsed") else None
+    if reason is None:
+        reason = plateau_reason(flagged, len(history) if epochs is None else epochs)
+    out: dict[str, Any] = {"collapsed": reason is not None, "collapse_epoch": flagged[0] if flagged else None,
+                           "collapsed_epochs": flagged}
+    if reason is not None:
+        out["collapse_reason"] = reason
+    return out
 
 
 def _accuracy_on_device(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> float:

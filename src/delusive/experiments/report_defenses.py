@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from delusive.experiments.report_quality import collapse
 from delusive.experiments.report_stats import format_cell, stats_by
 from delusive.experiments.report_style import (
     attack_colour,
@@ -57,9 +58,9 @@ def claims_robustness(r: dict[str, Any]) -> bool:
 
 
 def _ok(r: dict[str, Any]) -> bool:
-    """Not collapsed: neither the record's ``collapsed`` flag nor its selected epoch's history row says so
-    (sweep records may carry only the history)."""
-    if r.get("collapsed"):
+    """Not collapsed: neither the record (its ``collapsed`` flag or the plateau rule, ``collapse``) nor its
+    selected epoch's history row says so (sweep records may carry only the history)."""
+    if r.get("collapsed") or collapse(r) is not None:
         return False
     chosen = [h for h in r.get("history", []) if h.get("epoch") == r.get("selected_epoch")]
     return not (chosen and chosen[0].get("collapsed"))
@@ -179,8 +180,9 @@ def table_csv(records: list[dict[str, Any]]) -> str:
 
 
 def plot_heatmap(records: list[dict[str, Any]], title: str = "") -> Any:
-    """Natural accuracy, defenses (rows) × attacks (columns), each cell annotated; the best defense of each
-    attack is outlined; tick labels take the attack's and the defense's colours of every other figure."""
+    """Natural accuracy, defenses (rows) × attacks (columns), each cell annotated (``†n``: n of its runs
+    collapsed and are left out of the mean); the best defense of each attack is outlined; tick labels take
+    the attack's and the defense's colours of every other figure."""
     plt = pyplot()
     from matplotlib.patches import Rectangle
 
@@ -188,13 +190,15 @@ def plot_heatmap(records: list[dict[str, Any]], title: str = "") -> Any:
     nat = _stats(records, "natural_accuracy")
     names = {r["defense"]: r.get("defense_name") for r in records}
     grid = [[nat[(row, c)]["mean"] if (row, c) in nat else float("nan") for c in cols] for row in rows]
+    lost = _collapsed(records)
     fig, ax = plt.subplots(figsize=(1.6 + 0.85 * len(cols), 1.0 + 0.42 * len(rows)))
     im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     for i in range(len(rows)):
         for j in range(len(cols)):
             v = grid[i][j]
             if v == v:  # not NaN
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                n_lost = lost.get((rows[i], cols[j]), 0)  # some seeds collapsed: the mean is of the others
+                ax.text(j, i, f"{v:.0f}" + (f" †{n_lost}" if n_lost else ""), ha="center", va="center", fontsize=7,
                         color="black" if v > 60 else "white")
             elif any(r["defense"] == rows[i] and r["attack"] == cols[j] for r in records):  # every run collapsed
                 ax.text(j, i, "collapsed", ha="center", va="center", fontsize=6, color="black")

@@ -6,7 +6,9 @@ records themselves (never a preset's description, which ``--set`` overrides may 
 Collapse: large-ε adversarial training with a high learning rate can sit on the trivial plateau of a constant
 predictor (training loss ln K, accuracy 1/K). Such a cell measures the optimiser, not the defense, so reports
 leave it out of every mean, say how many cells the mean covers and list the collapsed ones. The training
-loop's monitor records ``collapsed`` / ``collapse_epoch`` in the metrics; older records lack them and are
+loop's monitor records ``collapsed`` / ``collapse_epoch`` in the metrics — a run also counts as collapsed when
+it sat on the plateau for most of its epochs after the first, even if its last epoch crept out of the 2% band
+(``plateau_reason``; applied here to records written before the pipeline applied it); older records lack them and are
 judged from their history (final-epoch training loss within 2% of ln K *and* final-epoch test accuracy within
 5 points of chance: adversarial training's loss can sit near ln K while the model already classifies clean
 images well above chance, which is slow training, not a constant predictor). Natural accuracy at chance alone is
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,7 @@ CHANCE_MARGIN = 0.01  # natural accuracy within 1 point of 1/K counts as chance 
 NEAR_CHANCE = 0.05  # with the loss at ln K: a final-epoch test accuracy this close to 1/K confirms the collapse
 Z95 = 1.959963984540054
 NOT_RECORDED = "evaluation spec not recorded"
+_SUBSET_SEED = re.compile(r"(.*\bseed )(\d+)")
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,10 @@ def collapse(r: Record) -> Collapse | None:
     per-epoch flags, then its final-epoch training loss against ln K, then (no training loss recorded) natural
     accuracy at chance."""
     if "collapsed" in r and r["collapsed"] is not None:
-        if not r["collapsed"]:
-            return None
         ep = r.get("collapse_epoch")
+        if not r["collapsed"]:
+            plateau = _plateau(r)
+            return None if plateau is None else Collapse(None if ep is None else int(ep), plateau)
         return Collapse(None if ep is None else int(ep), "flagged by the training loop's monitor")
     hist = [h for h in r.get("history") or [] if isinstance(h, dict)]
     if hist and any("collapsed" in h for h in hist):
@@ -94,6 +99,27 @@ def collapse(r: Record) -> Collapse | None:
     if isinstance(acc, int | float) and abs(float(acc) - 1 / k) <= CHANCE_MARGIN:
         return Collapse(None, f"natural accuracy at chance (1/{k})")
     return None
+
+
+def _plateau(r: Record) -> str | None:
+    """The plateau rule on a record the monitor did not flag: new records carry ``collapsed_epochs`` and
+    ``epochs`` (the pipeline applies the rule itself); sweep records written before the rule existed carry the
+    per-epoch flags in their history and the epochs in their config."""
+    hist = [h for h in r.get("history") or [] if isinstance(h, dict) and "epoch" in h]
+    flagged = r.get("collapsed_epochs")
+    if not isinstance(flagged, list):
+        if not any("collapsed" in h for h in hist):
+            return None
+        flagged = [h["epoch"] for h in hist if h.get("collapsed")]
+    epochs = r.get("epochs")
+    if not isinstance(epochs, int):
+        train = (r.get("config") or {}).get("train") if isinstance(r.get("config"), dict) else None
+        epochs = train.get("epochs") if isinstance(train, dict) else None
+    if not isinstance(epochs, int):
+        epochs = len(hist)
+    from delusive.defenses.recipe import plateau_reason
+
+    return plateau_reason([int(e) for e in flagged], epochs)
 
 
 def collapse_text(r: Record) -> str:
@@ -169,16 +195,29 @@ def describe_eval_spec(spec: dict[str, Any]) -> str:
 
 
 def eval_lines(records: list[Record]) -> list[str]:
-    """Each distinct evaluation spec of ``records`` rendered once, in first-seen order;
+    """Each distinct evaluation spec of ``records`` rendered once, in first-seen order; specs that differ only
+    in the seed of their test subset (each run draws its own) are one line naming the seeds;
     "evaluation spec not recorded" for records without one."""
-    seen: list[str] = []
+    order: list[str] = []
+    seeds: dict[str, list[str]] = {}
     for r in records:
         spec = eval_spec(r)
-        text = describe_eval_spec({k: v for k, v in spec.items() if k not in ("robust_ci95", "natural_ci95")}) \
-            if spec else NOT_RECORDED
-        if text not in seen:
-            seen.append(text)
-    return seen
+        if not spec:
+            key, seed = NOT_RECORDED, None
+        else:
+            spec = {k: v for k, v in spec.items() if k not in ("robust_ci95", "natural_ci95")}
+            m = _SUBSET_SEED.fullmatch(str(spec.get("subset", "")))
+            seed = m.group(2) if m else None
+            if m:
+                spec["subset"] = m.group(1) + "{seeds}"
+            key = describe_eval_spec(spec)
+        if key not in seeds:
+            order.append(key)
+            seeds[key] = []
+        if seed is not None and seed not in seeds[key]:
+            seeds[key].append(seed)
+    return [key.replace("{seeds}", seeds[key][0] if len(seeds[key]) == 1
+                        else "of each run: " + ", ".join(seeds[key])) for key in order]
 
 
 def eval_note(records: list[Record]) -> str:

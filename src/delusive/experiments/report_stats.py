@@ -92,8 +92,9 @@ def collapse_footnote(stats: dict[Any, dict[str, Any]], name: Callable[[Any], st
              for k in keys if stats[k].get("collapsed")]
     if not items:
         return ""
-    return ("† collapsed to a constant predictor (training loss at ln K, or accuracy at chance), left out of the "
-            "means; (k/n): k of n seeds trained. Collapsed cells, with the value each measured: "
+    return ("† collapsed to a constant predictor (training loss at ln K, or accuracy at chance, at the reported "
+            "epoch or for most epochs after the first), left out of the means; (k/n): k of n seeds trained. "
+            "Collapsed cells, with the value each measured: "
             + "; ".join(items) + ".")
 
 

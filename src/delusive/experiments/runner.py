@@ -135,7 +135,8 @@ def run_cell(cell: Cell, spec: Spec, store: RunStore, test: ArrayDataset) -> dic
         "git_commit": git_commit(),
         "robust_subset": m.get("n_robust"),
         # what reports need to mark collapsed cells and print the evaluation spec (absent in older records)
-        **{k: m[k] for k in ("collapsed", "collapse_epoch", "eval_spec", "n_test", "natural_n") if k in m},
+        **{k: m[k] for k in ("collapsed", "collapse_epoch", "collapse_reason", "collapsed_epochs", "epochs",
+                               "eval_spec", "n_test", "natural_n") if k in m},
         **({"defender_eps": d.defender_eps} if d.defender_eps is not None else {}),
         **({"region": d.region} if d.region is not None else {}),
         **({"extra_clean": cell.extra_clean} if cell.extra_clean is not None else {}),
