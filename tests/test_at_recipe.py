@@ -209,3 +209,19 @@ def test_the_epoch_is_selected_after_the_ramp_on_the_defenders_own_budget(tmp_pa
     eligible = [h for h in history if h["epoch"] >= 2]
     assert best["score"] == max(h["val_robust_accuracy"] for h in eligible)
     assert flat["selection_from_epoch"] == 1
+
+
+@pytest.mark.parametrize(("defense", "expected"), [
+    ("pgd_at", "val_robust_accuracy"), ("trades", "val_robust_accuracy"), ("fast_at", "val_robust_accuracy"),
+    ("jpeg+pgd_at", "val_robust_accuracy"),
+    ("random_noise", "val_natural_accuracy"),  # noise in the ε-ball trains for no robustness: selected like ST
+    ("standard", "val_natural_accuracy"), ("cutout", "val_natural_accuracy"),
+])
+def test_only_adversarial_training_selects_its_epoch_on_robust_accuracy(defense, expected):
+    from delusive.defenses.compose import create_defense
+    from delusive.experiments.pipeline import EvalPlan, selection_metric
+
+    obj = create_defense(defense, norm="linf", eps="0.2") if defense not in ("standard", "cutout") \
+        else create_defense(defense)
+    assert selection_metric(EvalPlan(norm="linf", eps="0.2"), obj, has_val=True) == expected
+    assert selection_metric(EvalPlan(norm="linf", eps="0.2"), obj, has_val=False) is None  # nothing to select on

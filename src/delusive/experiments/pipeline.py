@@ -129,11 +129,15 @@ def split_validation(train: ArrayDataset, size: int, seed: int) -> tuple[ArrayDa
 
 
 def selection_metric(plan: EvalPlan, objective: Objective, has_val: bool) -> str | None:
-    """The history column the epoch is selected on, or None for the last epoch."""
+    """The history column the epoch is selected on, or None for the last epoch. ``auto``: robust validation
+    accuracy for adversarial training (``Objective.at_recipe``), natural accuracy for everything else — random
+    noise in the ε-ball (RandNoise) included, which trains for no robustness and is compared with standard
+    training (before, it was selected on robust accuracy and Table 2's RandNoise row kept early epochs)."""
     if not has_val or plan.select == "last":
         return None
     if plan.select == "auto":
-        robust = objective.threat is not None and plan.norm is not None
+        robust = bool(getattr(objective, "at_recipe", False)) and objective.threat is not None \
+            and plan.norm is not None
         return "val_robust_accuracy" if robust else "val_natural_accuracy"
     if plan.select == "val_robust" and plan.norm is None:
         raise ValueError("eval.select val_robust needs an evaluation threat (eval norm/eps)")
