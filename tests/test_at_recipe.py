@@ -225,3 +225,25 @@ def test_only_adversarial_training_selects_its_epoch_on_robust_accuracy(defense,
         else create_defense(defense)
     assert selection_metric(EvalPlan(norm="linf", eps="0.2"), obj, has_val=True) == expected
     assert selection_metric(EvalPlan(norm="linf", eps="0.2"), obj, has_val=False) is None  # nothing to select on
+
+
+def test_the_monitor_samples_the_whole_set_so_a_label_sorted_set_is_not_a_collapse():
+    # 600 images a class, stored class by class (an image folder, a rotation view): the first 512 are class 0
+    import numpy as np
+
+    from delusive.data import make_synthetic
+    from delusive.defenses.loop import _top_class_share, probe_indices
+
+    ds = make_synthetic(2400, num_classes=4, shape=(1, 16, 16), seed=1)
+    ds = ds.subset(np.argsort(ds.y, kind="stable"))
+    assert set(ds.y[:512].tolist()) == {0}
+    assert sorted(np.bincount(ds.y[probe_indices(len(ds), "cpu").numpy()]).tolist()) == [128] * 4
+    model = _model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseWarning)
+        res = fit(model, ds, Standard(), TrainConfig(epochs=2, batch_size=64, lr=0.1, seed=0))
+    assert not any(h["collapsed"] for h in res.history) and res.history[-1]["train_accuracy"] > 0.9
+    # live control: the same trained model on the first 512 images predicts one class, as it should, which a
+    # monitor looking at them would have read as a collapse
+    x, _ = ds.tensors()
+    assert _top_class_share(model.eval(), x[:512], 4, "fp32") > 0.9

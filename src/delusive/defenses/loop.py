@@ -94,6 +94,7 @@ def fit(
     distributed = runtime.init_distributed(dev)
     x_all, y_all = train.tensors()
     x_all, y_all = x_all.to(dev), y_all.to(dev)
+    probe_idx = probe_indices(x_all.shape[0], dev)  # the collapse monitor's sample, spread over the whole set
     loader = TensorLoader(x_all, y_all, cfg.batch_size, shuffle=True, seed=cfg.seed,
                           crop_padding=cfg.crop_padding, hflip=cfg.hflip)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -170,7 +171,7 @@ def fit(
                 bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{totals[1] / totals[2]:.3f}", refresh=False)
         bar.close()
         loss_sum, correct_sum, n_sum = _reduced(tot_loss, tot_correct, tot_n, distributed)
-        top_share = _top_class_share(model, x_all[:_PROBE], num_classes, cfg.precision)
+        top_share = _top_class_share(model, x_all[probe_idx], num_classes, cfg.precision)
         reason = collapse_reason(loss_sum / max(n_sum, 1), top_share, num_classes,
                                  check_loss=epoch > 0 or cfg.epochs == 1)
         if reason is not None and not warned and runtime.is_main():
@@ -211,9 +212,18 @@ def fit(
     return FitResult(model, history, prior_time + time.perf_counter() - t0, start)
 
 
+def probe_indices(n: int, device: torch.device | str) -> torch.Tensor:
+    """Up to ``_PROBE`` evenly spaced positions of an ``n``-image training set: the collapse monitor's sample.
+    Evenly spaced, not the first images: a set stored in label order (an image folder read class by class,
+    a rotation view stored rotation by rotation) has one class in its first 512 images, where a model that
+    is right predicts one class too."""
+    k = min(n, _PROBE)
+    return (runtime.arange(k, device, torch.long) * n) // max(k, 1)
+
+
 def _top_class_share(model: nn.Module, x: torch.Tensor, num_classes: int, precision: str) -> float:
-    """Share of the most predicted class among the end-of-epoch model's predictions on the first training
-    images (un-augmented, eval mode): near 1 for a constant predictor, whatever the loss says."""
+    """Share of the most predicted class among the end-of-epoch model's predictions on a spread sample of the
+    training images (un-augmented, eval mode): near 1 for a constant predictor, whatever the loss says."""
     if x.shape[0] == 0:
         return 0.0
     with runtime.eval_mode(model), torch.no_grad(), autocast(precision, x.device):
