@@ -299,7 +299,7 @@ def plot_lines(records: list[Record], axis: str, metrics: tuple[str, ...], per_d
         ax.tick_params(axis="x", labelsize=7)
     ylabel_first_column(axes, _common_ylabel(metrics), ncol)
     if marked:
-        axes[0].plot([], [], ls="none", marker="x", color="black", label="× all seeds collapsed, † some")
+        axes[0].plot([], [], ls="none", marker="x", color="black", label="all seeds collapsed († some)")
     suptitle(fig, title, fontsize=9)
     legend_outside(fig, axes)
     return fig
