@@ -184,3 +184,61 @@ def test_final_eval_off_saves_one_forward_and_keeps_x_adv():
     assert torch.equal(a.x_adv, b.x_adv)
     with pytest.raises(ValueError, match="restarts > 1 needs final_eval"):
         pgd(model, x, y, LinfBall(0.1), steps=3, restarts=2, random_start=True, final_eval=False)
+
+
+class _Wavy(nn.Module):
+    """Class 0 iff cos(30·x) > 0: a fixed-step ascent can cross a trough and land on the right class again."""
+
+    def forward(self, x):
+        z = torch.cos(30 * x.flatten(1).sum(1))
+        return torch.stack([z, -z], 1)
+
+
+def test_keep_fooled_returns_the_first_fooling_iterate_where_the_last_one_is_classified_right_again():
+    model = _Wavy()
+    x0 = torch.linspace(0.3, 0.7, 400).view(-1, 1, 1, 1)
+    x = x0[torch.cos(30 * x0.flatten()) > 0.2]  # correctly classified (label 0) clean points
+    y = torch.zeros(x.shape[0], dtype=torch.long)
+    threat = LinfBall(0.2)
+    kwargs = {"steps": 6, "rel_step_size": 0.6, "random_start": True, "y_true": y}
+    last = pgd(model, x, y, threat, generator=torch.Generator().manual_seed(0), **kwargs)
+    fooled = pgd(model, x, y, threat, generator=torch.Generator().manual_seed(0), keep="fooled", **kwargs)
+    some_iterate = last.first_misclassified >= 0
+    with torch.no_grad():
+        wrong_last = model(last.x_adv).argmax(1) != y
+        wrong_fooled = model(fooled.x_adv).argmax(1) != y
+    # live control: the last iterate is right again for some examples an earlier iterate fooled
+    assert bool((some_iterate & ~wrong_last).any())
+    assert torch.equal(wrong_fooled, some_iterate) and torch.equal(fooled.misclassified, some_iterate)
+    assert torch.equal(fooled.x_adv[~some_iterate], last.x_adv[~some_iterate])  # never fooled: the last iterate
+    assert bool(threat.contains(fooled.x_adv, x, tol=1e-6).all())
+    with pytest.raises(ValueError, match="keep"):
+        pgd(model, x, y, threat, steps=2, keep="best")
+
+
+def test_the_api_pgd_images_give_the_any_iterate_robust_accuracy(synth_model, synth):
+    import delusive
+    from delusive import runtime
+    from delusive.evaluation.attacks import robust_correct
+
+    x, y = synth.tensors()
+    x, y = x[:200], y[:200]
+    adv = delusive.PGD(synth_model, eps=0.3, steps=5, seed=0)(x, y)
+    with torch.no_grad():
+        api = (synth_model(adv).argmax(1) == y).float().mean()
+    engine = robust_correct(synth_model, x, y, LinfBall(0.3), "pgd", steps=5, rel_step_size=0.5,
+                            generator=runtime.generator(0)).float().mean()
+    assert float(api) == pytest.approx(float(engine), abs=1 / 200)
+
+
+def test_the_api_pgd_returns_an_already_misclassified_image_as_it_is():
+    import delusive
+
+    model = _Wavy()
+    x = torch.linspace(0.3, 0.7, 400).view(-1, 1, 1, 1)
+    y = torch.zeros(x.shape[0], dtype=torch.long)
+    wrong = torch.cos(30 * x.flatten()) < 0  # class 1 predicted: misclassified before any attack
+    adv = delusive.PGD(model, eps=0.2, steps=6, rel_step_size=0.6, seed=0)(x, y)
+    assert torch.equal(adv[wrong], x[wrong])
+    with torch.no_grad():
+        assert bool((model(adv).argmax(1) != y)[wrong].all())

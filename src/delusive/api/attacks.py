@@ -43,7 +43,11 @@ class _Attack:
 class PGD(_Attack):
     """Untargeted PGD (Madry et al. 2018): ``steps`` steps of ``rel_step_size``·ε (default 2.5ε/steps, the
     robust-evaluation convention) from a random start; ``restarts`` keeps, per image, a run that fools the
-    model. ``attack = PGD(model, eps=8/255); x_adv = attack(x, y)``."""
+    model. An image some iterate misclassifies gets that iterate, not the last one (torchattacks returns the
+    last, which a fixed step can bring back to the right class), and an image the model already misclassifies
+    is returned as it is: accuracy on the returned images is the robust accuracy ``delusive.evaluate`` reports
+    (correct on the clean image and at every iterate). ``attack = PGD(model, eps=8/255); x_adv =
+    attack(x, y)``."""
 
     def __init__(self, model: nn.Module, eps: float | str = 8 / 255, norm: str = "linf", steps: int = 10,
                  rel_step_size: float | None = None, random_start: bool = True, restarts: int = 1,
@@ -53,9 +57,14 @@ class PGD(_Attack):
         self.rel_step_size = 2.5 / max(self.steps, 1) if rel_step_size is None else float(rel_step_size)
 
     def _run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return pgd(self.model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
-                   random_start=self.random_start, restarts=self.restarts, y_true=y,
-                   generator=self._generator()).x_adv
+        adv = pgd(self.model, x, y, self.threat, steps=self.steps, rel_step_size=self.rel_step_size,
+                  random_start=self.random_start, restarts=self.restarts, y_true=y,
+                  generator=self._generator(), keep="fooled").x_adv
+        with torch.no_grad():
+            wrong = self.model(x).argmax(1) != y
+        # an image already misclassified is its own adversarial example (AutoAttack's convention): PGD's random
+        # start can land where the model is right again
+        return torch.where(wrong.view(-1, *([1] * (x.dim() - 1))), x, adv)
 
 
 class APGD(_Attack):

@@ -49,6 +49,7 @@ def pgd(
     x_init: torch.Tensor | None = None,
     step_noise: float = 0.0,
     final_eval: bool = True,
+    keep: str = "last",
 ) -> PGDResult:
     """Run PGD on ``loss(model(x'), labels)`` over B(x, ε) ∩ [0,1].
 
@@ -64,7 +65,11 @@ def pgd(
     mode is the caller's choice (attacks use eval mode); gradients are taken with respect to the input only.
 
     ``final_eval`` runs one more forward pass at the last iterate, for callers that need its loss or whether
-    it is misclassified (robust evaluation, restarts). Training objectives that only need ``x_adv`` turn it off
+    it is misclassified (robust evaluation, restarts). ``keep="fooled"`` returns, for an example some iterate
+    misclassified, the first such iterate instead of the last (``misclassified`` then says whether any iterate
+    was): what a caller who takes ``x_adv`` as "the adversarial images" expects, since with a fixed step the last
+    iterate can be classified correctly again (on a gradient-masking model, most are; docs/results.md §2).
+    Training objectives that only need ``x_adv`` turn ``final_eval`` off
     and save a forward pass per batch; ``loss`` and ``misclassified`` then describe the last iterate a step was
     taken from. With ``early_stop_tau`` only the examples still running are forwarded and backpropagated
     (frozen ones cannot change), so FAT costs less than PGD-AT with the same K; on an accelerator that selection
@@ -83,6 +88,10 @@ def pgd(
         raise ValueError("restarts > 1 needs final_eval=True: restarts are compared on their final loss")
     if not step_noise >= 0:
         raise ValueError(f"step_noise: must be >= 0, got {step_noise}")
+    if keep not in ("last", "fooled"):
+        raise ValueError(f"keep: must be 'last' or 'fooled', got {keep!r}")
+    if keep == "fooled" and (early_stop_tau is not None or not final_eval or (y_true is None and not maximize)):
+        raise ValueError("keep='fooled' needs final_eval, no early_stop_tau and an untargeted (or y_true) attack")
     loss_fn = resolve_loss(loss)
     alpha = float(step_size) if step_size is not None else rel_step_size * threat.eps
     x = x.detach()
@@ -91,7 +100,7 @@ def pgd(
     best: PGDResult | None = None
     for _ in range(restarts):
         run = _single_run(model, x, labels, threat, steps, alpha, loss_fn, maximize, random_start, track,
-                          early_stop_tau, generator, x_init, float(step_noise), final_eval)
+                          early_stop_tau, generator, x_init, float(step_noise), final_eval, keep == "fooled")
         best = run if best is None else _keep_better(best, run, maximize, track is not None and maximize)
     assert best is not None
     return best
@@ -113,6 +122,7 @@ def _single_run(
     x_init: torch.Tensor | None,
     step_noise: float = 0.0,
     final_eval: bool = True,
+    keep_fooled: bool = False,
 ) -> PGDResult:
     n, dev = x.shape[0], x.device
     if x_init is not None:
@@ -131,6 +141,7 @@ def _single_run(
     last_wrong = runtime.zeros(n, dev, torch.bool)
     sign = 1.0 if maximize else -1.0
     compact = tau is not None and dev.type == "cpu"
+    x_fool = x_adv
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
@@ -159,6 +170,9 @@ def _single_run(
                 wrong_rows = logits.detach().argmax(1) != tr
                 wrong = wrong_rows if rows is None else last_wrong.index_copy(0, rows, wrong_rows)
                 last_wrong = wrong
+                if keep_fooled:  # the first fooling iterate, kept (rows is None: no early stop in this mode)
+                    newly = ((first_mis < 0) & wrong).view(-1, *([1] * (x.dim() - 1)))
+                    x_fool = torch.where(newly, xa.detach(), x_fool)
                 first_mis = torch.where((first_mis < 0) & wrong, torch.full_like(first_mis, t), first_mis)
                 if need_grad:
                     num_correct += (~wrong).long()
@@ -195,6 +209,10 @@ def _single_run(
     finally:
         for p in params:
             p.requires_grad_(True)
+    if keep_fooled:
+        fooled = first_mis >= 0
+        x_adv = torch.where(fooled.view(-1, *([1] * (x.dim() - 1))), x_fool, x_adv)
+        last_wrong = fooled
     return PGDResult(x_adv.detach(), last_loss, first_mis, num_correct, taken, last_wrong)
 
 
