@@ -20,6 +20,7 @@ import torch
 import delusive
 from delusive import runtime
 from delusive.evaluation.attacks import robust_correct
+from delusive.perturb import pgd
 from delusive.threat import make_threat
 
 EPS = ["0.2"]
@@ -56,6 +57,14 @@ def main() -> None:
         poison_ok = model(xp).argmax(1) == y
     print(f"clean originals classified correctly: {100 * float(clean_ok.float().mean()):.1f}%; poisoned images: "
           f"{100 * float(poison_ok.float().mean()):.1f}%")
+    with torch.enable_grad():
+        last = pgd(model, xp, y, make_threat("linf", eps), steps=10, rel_step_size=0.25, random_start=True,
+                   y_true=y, generator=runtime.generator(0)).x_adv
+    with torch.no_grad():
+        last_ok = model(last).argmax(1) == y
+        api_ok = model(delusive.PGD(model, eps=eps, steps=10, rel_step_size=0.25, seed=0)(xp, y)).argmax(1) == y
+    print(f"accuracy on PGD-10's last iterates (torchattacks' convention) {100 * float(last_ok.float().mean()):.1f}%; "
+          f"on delusive.PGD's images {100 * float(api_ok.float().mean()):.1f}%")
     for name, attack in (("PGD-10, step ε/4, random start", "pgd-10"),
                          ("APGD-CE + APGD-T, 100 steps", delusive.AutoAttack(model, eps=eps, seed=0))):
         t0 = time.perf_counter()

@@ -242,3 +242,14 @@ def test_the_api_pgd_returns_an_already_misclassified_image_as_it_is():
     assert torch.equal(adv[wrong], x[wrong])
     with torch.no_grad():
         assert bool((model(adv).argmax(1) != y)[wrong].all())
+
+
+def test_the_api_attacks_work_when_called_under_no_grad(synth_model, synth):
+    import delusive
+
+    x, y = (t[:20] for t in synth.tensors())
+    for attack in (delusive.PGD(synth_model, eps=0.3, steps=2), delusive.APGD(synth_model, eps=0.3, steps=2),
+                   delusive.AutoAttack(synth_model, eps=0.3, steps=2)):
+        with torch.no_grad():
+            adv = attack(x, y)
+        assert adv.shape == x.shape and not adv.requires_grad and float((adv - x).abs().amax()) > 0

@@ -29,7 +29,7 @@ class _Attack:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dev = runtime.device_of(self.model)
         x, y = images.detach().to(dev), labels.to(dev)
-        with runtime.eval_mode(self.model):
+        with runtime.eval_mode(self.model), torch.enable_grad():  # also when called under torch.no_grad()
             adv = self._run(x, y)
         return adv.detach().to(images.device, images.dtype)
 
